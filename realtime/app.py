@@ -1,0 +1,116 @@
+"""Composition root: the one place that builds every component from :class:`Settings`.
+
+    ingest (HTTP, Kafka) → Router → FanoutBus (memory | redis) → gateways (Socket.IO, SSE)
+
+Components receive what they need through their constructors; nothing below this
+module reads configuration or knows which backend the others use.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from realtime.auth import TokenVerifier
+from realtime.auth.orders import AuthorizationCallback, CircuitBreaker, OrderAccess
+from realtime.auth.tokens import load_public_key
+from realtime.bus import FanoutBus, create_bus
+from realtime.gateways.session import RoomPolicy
+from realtime.gateways.socketio import SocketIOGateway
+from realtime.http.errors import ServiceAuth, error_middleware
+from realtime.http.health import Readiness, add_routes
+from realtime.ingest.http import PublishEndpoint
+from realtime.ingest.pipeline import Ingestor
+from realtime.metrics import Metrics
+from realtime.requests import RequestSink, UserUpdateRequests
+from realtime.routing import Router
+from realtime.settings import Settings
+from realtime.state.orders import MemoryOrderStore, OrderStore
+
+log = logging.getLogger(__name__)
+
+APP_KEY = web.AppKey("realtime", object)
+
+
+@dataclass
+class Server:
+    """Everything one instance runs, wired; ``app`` is the aiohttp application to serve."""
+
+    settings: Settings
+    app: web.Application
+    bus: FanoutBus
+    orders: OrderStore
+    ingestor: Ingestor
+    socketio: SocketIOGateway
+    readiness: Readiness
+    metrics: Metrics
+    verifier: TokenVerifier
+    callback: AuthorizationCallback | None = None
+    closers: list[Any] = field(default_factory=list)
+
+
+def build_verifier(settings: Settings) -> TokenVerifier:
+    return TokenVerifier(
+        algorithms=settings.jwt_algorithms,
+        secret=settings.effective_jwt_secret,
+        public_key=load_public_key(settings.jwt_public_key, settings.jwt_public_key_file),
+        jwks_url=settings.jwt_jwks_url,
+        jwks_cache_seconds=settings.jwt_jwks_cache_seconds,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway=settings.jwt_leeway,
+    )
+
+
+def build_server(settings: Settings, *, request_sink: RequestSink | None = None) -> Server:
+    """Wire one instance. ``request_sink`` overrides the Kafka producer (tests)."""
+    metrics = Metrics()
+    readiness = Readiness()
+    verifier = build_verifier(settings)
+    bus = create_bus(settings)
+    orders: OrderStore = MemoryOrderStore()
+    callback = None
+    if settings.authz_callback_url:
+        callback = AuthorizationCallback(
+            settings.authz_callback_url,
+            timeout=settings.authz_timeout,
+            cache_seconds=settings.authz_cache_seconds,
+            breaker=CircuitBreaker(settings.authz_breaker_failures,
+                                   settings.authz_breaker_reset_seconds),
+        )
+    access = OrderAccess(settings.order_reader_roles, orders, callback)
+    rooms = RoomPolicy(access, orders, bus.interest, settings.max_order_subscriptions)
+    ingestor = Ingestor(Router(), bus, orders, metrics, settings.max_request_bytes)
+    user_requests = UserUpdateRequests(request_sink, settings.kafka_request_topic,
+                                       settings.admin_role)
+
+    app = web.Application(middlewares=[error_middleware],
+                          client_max_size=settings.max_request_bytes)
+    gateway = SocketIOGateway(settings=settings, verifier=verifier, rooms=rooms, bus=bus,
+                              user_requests=user_requests, metrics=metrics)
+    gateway.attach(app)
+    PublishEndpoint(ingestor, ServiceAuth(verifier, settings.service_role, metrics)).add_routes(app)
+    add_routes(app, readiness, metrics)
+    readiness.add("bus", bus.status)
+
+    server = Server(settings=settings, app=app, bus=bus, orders=orders, ingestor=ingestor,
+                    socketio=gateway, readiness=readiness, metrics=metrics, verifier=verifier,
+                    callback=callback)
+    app[APP_KEY] = server
+
+    async def on_startup(_: web.Application) -> None:
+        await bus.start()
+
+    async def on_cleanup(_: web.Application) -> None:
+        readiness.draining = True
+        await bus.close()
+        await orders.close()
+        if callback is not None:
+            await callback.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return server

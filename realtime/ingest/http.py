@@ -1,0 +1,61 @@
+"""``POST /api/v1/publish``: a backend publishes one event (or a list) with a service token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from realtime.bus import BusError
+from realtime.http.errors import ApiError, ServiceAuth
+from realtime.ingest.pipeline import Ingestor
+from realtime.routing import RoutingError
+
+MAX_EVENTS_PER_REQUEST = 500
+
+
+class PublishEndpoint:
+    def __init__(self, ingestor: Ingestor, auth: ServiceAuth) -> None:
+        self.ingestor = ingestor
+        self.auth = auth
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/api/v1/publish", self.publish)
+
+    async def publish(self, request: web.Request) -> web.Response:
+        await self.auth.require(request)
+        raw = await request.read()
+        try:
+            body = self.ingestor.decode(raw)
+        except RoutingError as exc:
+            status = 413 if exc.reason == "too_large" else 400
+            raise ApiError(status, exc.reason, exc.message) from None
+        events = body if isinstance(body, list) else [body]
+        if not events or len(events) > MAX_EVENTS_PER_REQUEST:
+            raise ApiError(400, "invalid_request",
+                           f"send 1..{MAX_EVENTS_PER_REQUEST} events")
+        # Validate everything first so a bad batch publishes nothing.
+        problems: list[dict[str, Any]] = []
+        for index, event in enumerate(events):
+            try:
+                self.ingestor.router.route(event)
+            except RoutingError as exc:
+                problems.append({"index": index, "reason": exc.reason, "message": exc.message})
+        if problems:
+            for problem in problems:
+                self.ingestor.metrics.events_rejected.labels("http", problem["reason"]).inc()
+            raise ApiError(400, "invalid_event", problems[0]["message"], problems)
+        idempotency_key = request.headers.get("Idempotency-Key")
+        accepted: list[str] = []
+        duplicates: list[str] = []
+        for index, event in enumerate(events):
+            key = f"idem:{idempotency_key}:{index}" if idempotency_key else None
+            try:
+                result = await self.ingestor.ingest(event, "http", dedup_key=key)
+            except (BusError, OSError, ConnectionError) as exc:
+                raise ApiError(503, "unavailable", f"fan-out bus unavailable: {exc}",
+                               {"accepted": accepted}) from None
+            accepted.append(result.event_id)
+            if result.duplicate:
+                duplicates.append(result.event_id)
+        return web.json_response({"accepted": accepted, "duplicates": duplicates}, status=202)

@@ -1,0 +1,8 @@
+"""Shared fixtures: real servers on real ports, real clients."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))

@@ -1,0 +1,116 @@
+"""Run real servers for tests: in-process on a real port, or as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from realtime.app import Server, build_server
+from realtime.auth.tokens import mint_token
+from realtime.requests import RequestSink
+from realtime.settings import load_settings
+
+SECRET = "test-secret-0123456789abcdef0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def token(sub: str = "alice", roles: list[str] | None = None, ttl: float = 3600,
+          secret: str = SECRET, **kwargs: Any) -> str:
+    return mint_token(secret, sub, roles=roles, ttl=ttl, **kwargs)
+
+
+def service_token() -> str:
+    return token("backend", ["service"])
+
+
+@dataclass
+class Running:
+    server: Server
+    url: str
+
+    async def publish(self, events: Any, *, headers: dict[str, str] | None = None,
+                      bearer: str | None = None) -> tuple[int, Any]:
+        """POST /api/v1/publish; returns (status, decoded body)."""
+        all_headers = {"Authorization": f"Bearer {bearer or service_token()}",
+                       **(headers or {})}
+        async with aiohttp.ClientSession() as session, session.post(
+            f"{self.url}/api/v1/publish", data=orjson.dumps(events), headers=all_headers
+        ) as response:
+            return response.status, await response.json(content_type=None)
+
+
+@contextlib.asynccontextmanager
+async def run_server(request_sink: RequestSink | None = None,
+                     **overrides: Any) -> AsyncIterator[Running]:
+    """Start a fully wired server in this process on a free loopback port."""
+    port = free_port()
+    settings = load_settings(**{"jwt_secret": SECRET, "host": "127.0.0.1", "port": port,
+                                **overrides})
+    server = build_server(settings, request_sink=request_sink)
+    runner = web.AppRunner(server.app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield Running(server, f"http://127.0.0.1:{port}")
+    finally:
+        await runner.cleanup()
+
+
+class ServerProcess:
+    """``realtime serve`` as a child process (for kill -9 and multi-instance tests)."""
+
+    def __init__(self, env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "REALTIME_JWT_SECRET": SECRET, "REALTIME_HOST": "127.0.0.1",
+                    "REALTIME_PORT": str(self.port), **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = f"/tmp/realtime-test-{self.port}.log"
+
+    async def start(self, timeout: float = 20.0) -> ServerProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen([sys.executable, "-m", "realtime", "serve"], env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited early:\n{self.log()}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"{self.url}/healthz") as response:
+                        if response.status == 200:
+                            return self
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as handle:
+            return handle.read()[-5000:]
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        self.proc.terminate()
+        return self.proc.wait(timeout)
