@@ -23,7 +23,9 @@ from realtime.gateways.socketio import SocketIOGateway
 from realtime.http.errors import ServiceAuth, error_middleware
 from realtime.http.health import Readiness, add_routes
 from realtime.ingest.http import PublishEndpoint
+from realtime.ingest.kafka import KafkaIngest
 from realtime.ingest.pipeline import Ingestor
+from realtime.kafka.producer import KafkaProducer
 from realtime.metrics import Metrics
 from realtime.requests import RequestSink, UserUpdateRequests
 from realtime.routing import Router
@@ -49,6 +51,8 @@ class Server:
     metrics: Metrics
     verifier: TokenVerifier
     callback: AuthorizationCallback | None = None
+    kafka: KafkaIngest | None = None
+    producer: KafkaProducer | None = None
     closers: list[Any] = field(default_factory=list)
 
 
@@ -84,6 +88,10 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
     access = OrderAccess(settings.order_reader_roles, orders, callback)
     rooms = RoomPolicy(access, orders, bus.interest, settings.max_order_subscriptions)
     ingestor = Ingestor(Router(), bus, orders, metrics, settings.max_request_bytes)
+    producer = KafkaProducer(settings) if settings.kafka_bootstrap else None
+    kafka = KafkaIngest(settings, ingestor, producer, metrics) if producer else None
+    if request_sink is None:
+        request_sink = producer
     user_requests = UserUpdateRequests(request_sink, settings.kafka_request_topic,
                                        settings.admin_role)
 
@@ -95,22 +103,34 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
     PublishEndpoint(ingestor, ServiceAuth(verifier, settings.service_role, metrics)).add_routes(app)
     add_routes(app, readiness, metrics)
     readiness.add("bus", bus.status)
+    if kafka is not None:
+        readiness.add("kafka", kafka.status)
 
     server = Server(settings=settings, app=app, bus=bus, orders=orders, ingestor=ingestor,
                     socketio=gateway, readiness=readiness, metrics=metrics, verifier=verifier,
-                    callback=callback)
+                    callback=callback, kafka=kafka, producer=producer)
     app[APP_KEY] = server
 
     async def on_startup(_: web.Application) -> None:
         await bus.start()
+        if kafka is not None:
+            await kafka.start()
+
+    async def on_shutdown(_: web.Application) -> None:
+        # Stop ingesting first: finish in-flight fan-out and commit before clients go.
+        readiness.draining = True
+        if kafka is not None:
+            await kafka.stop()
 
     async def on_cleanup(_: web.Application) -> None:
-        readiness.draining = True
+        if producer is not None:
+            await producer.close()
         await bus.close()
         await orders.close()
         if callback is not None:
             await callback.close()
 
     app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     return server

@@ -6,3 +6,19 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+from collections.abc import Iterator
+
+import pytest
+from support.kafka import KafkaBroker
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """One Tansu broker for the session (tests isolate themselves with unique topics/groups)."""
+    broker = KafkaBroker().start()
+    try:
+        yield broker
+    finally:
+        if not broker.external:
+            broker.kill()
