@@ -114,6 +114,29 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return asyncio.run(send())
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from realtime.kafka.dlq import read_dead_letters, replay_dead_letters
+
+    settings = _settings()
+    if not settings.kafka_bootstrap:
+        print("realtime: set REALTIME_KAFKA_BOOTSTRAP to read dead letters", file=sys.stderr)
+        return 2
+    if args.action == "list":
+        for letter in asyncio.run(read_dead_letters(settings, args.limit)):
+            print(orjson.dumps(letter.summary()).decode())
+        return 0
+    if not args.refs:
+        print("realtime: name the dead letters to replay (PARTITION:OFFSET)", file=sys.stderr)
+        return 2
+    try:
+        for line in asyncio.run(replay_dead_letters(settings, args.refs)):
+            print(f"replayed {line}")
+    except LookupError as exc:
+        print(f"realtime: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="realtime", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--url", help="server base URL (default http://127.0.0.1:$REALTIME_PORT)")
     publish.add_argument("--token", help="service token (default: minted from the secret)")
     publish.set_defaults(func=cmd_publish)
+    dlq = sub.add_parser("dlq", help="list dead letters, or replay them to their source topic")
+    dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument("refs", nargs="*", help="for replay: PARTITION:OFFSET as printed by list")
+    dlq.add_argument("--limit", type=int, default=1000, help="at most this many (list)")
+    dlq.set_defaults(func=cmd_dlq)
     return parser
 
 

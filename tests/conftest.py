@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from collections.abc import Iterator
 
 import pytest
+
 from support.kafka import KafkaBroker
 
 

@@ -118,6 +118,18 @@ class KafkaIngest:
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
+    async def crash_for_test(self) -> None:
+        """Simulate a crash: drop everything without committing (tests only)."""
+        self._stopping = True
+        for task in self._tasks:
+            await _cancel(task)
+        consumer = self.consumer
+        self.consumer = None
+        self.workers.clear()
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
     def status(self) -> tuple[bool, str]:
         """Ready once it joined the group and has its assignment, while the broker answers."""
         if not self.reachable:

@@ -34,12 +34,10 @@ class KafkaProducer:
         async with self._lock:
             if self._producer is None:
                 settings = self._settings
+                options = client_options(settings, "-producer")
+                options["request_timeout_ms"] = int(settings.kafka_produce_timeout * 1000)
                 producer = AIOKafkaProducer(
-                    **client_options(settings, "-producer"),
-                    acks="all",
-                    enable_idempotence=settings.kafka_enable_idempotence,
-                    request_timeout_ms=int(settings.kafka_produce_timeout * 1000),
-                )
+                    **options, acks="all", enable_idempotence=settings.kafka_enable_idempotence)
                 try:
                     await producer.start()
                 except BaseException:

@@ -92,7 +92,8 @@ async def read_all(broker: KafkaBroker, topic: str, expect: int,
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
-        partitions = await consumer.partitions_for_topic(topic) or {0}
+        await consumer.topics()  # fetch metadata
+        partitions = consumer.partitions_for_topic(topic) or {0}
         consumer.assign([TopicPartition(topic, p) for p in partitions])
         async with asyncio.timeout(limit):
             while len(records) < expect:
