@@ -250,7 +250,8 @@ class SocketIOGateway:
     async def _refuse(self, conn: Connection, event: str, exc: ClientError) -> Reply:
         answer: dict[str, Any] = {"ok": False, "error": exc.code, "message": exc.message,
                                   **exc.extra}
-        if not _ACK_WANTED.get():
+        # `user_update_request` always answers with events (SPEC); others use the ack if any.
+        if not _ACK_WANTED.get() or event == "user_update_request":
             await self.sio.emit("error", {"event": event, "code": exc.code,
                                           "message": exc.message, **exc.extra}, to=conn.id)
         return answer

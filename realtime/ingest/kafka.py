@@ -105,7 +105,8 @@ class KafkaIngest:
             consumer.pause(*consumer.assignment())
         await self._drain_workers(list(self.workers.values()), limit=5.0)
         with contextlib.suppress(Exception):
-            await self._commit()
+            async with asyncio.timeout(5.0):
+                await self._commit()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -116,7 +117,8 @@ class KafkaIngest:
         self.workers.clear()
         if consumer is not None:
             with contextlib.suppress(Exception):
-                await consumer.stop()
+                async with asyncio.timeout(10.0):
+                    await consumer.stop()
 
     async def crash_for_test(self) -> None:
         """Simulate a crash: drop everything without committing (tests only)."""
