@@ -1,0 +1,41 @@
+// Official socket.io-client driven by tests: `node client.mjs URL CONFIG_JSON`.
+// Prints one JSON line per thing that happens (connect, connect_error, event, ack, disconnect).
+// CONFIG: {auth, emit: [{event, args, ack}], exitAfterEvents, timeoutMs}
+import { io } from "socket.io-client";
+
+const url = process.argv[2];
+const config = JSON.parse(process.argv[3] || "{}");
+const print = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+let received = 0;
+
+const socket = io(url, {
+  auth: config.auth || {},
+  transports: config.transports || ["websocket"],
+  reconnection: false,
+});
+const timer = setTimeout(() => { print({ type: "timeout" }); process.exit(3); },
+  config.timeoutMs || 10000);
+const done = (code) => { clearTimeout(timer); socket.close(); setTimeout(() => process.exit(code), 50); };
+
+socket.on("connect", async () => {
+  print({ type: "connect", id: socket.id });
+  for (const item of config.emit || []) {
+    if (item.ack) {
+      const response = await socket.timeout(5000).emitWithAck(item.event, ...(item.args || []));
+      print({ type: "ack", event: item.event, response });
+    } else {
+      socket.emit(item.event, ...(item.args || []));
+    }
+  }
+  print({ type: "ready" });
+});
+socket.on("connect_error", (err) => {
+  print({ type: "connect_error", message: err.message, data: err.data ?? null });
+  done(0);
+});
+socket.on("disconnect", (reason) => print({ type: "disconnect", reason }));
+socket.onAny((event, ...args) => {
+  print({ type: "event", event, args });
+  received += 1;
+  if (config.exitAfterEvents && received >= config.exitAfterEvents) done(0);
+});
