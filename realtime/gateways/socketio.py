@@ -275,6 +275,7 @@ class SocketIOGateway:
 
     async def _authenticate(self, conn: Connection, payload: Any) -> Reply:
         if conn.identity is not None:
+            parse_token(payload)  # still validate: a malformed payload gets a clear error
             await self.sio.emit("authenticated", {"userId": conn.identity.user_id}, to=conn.id)
             return {"ok": True, "userId": conn.identity.user_id}
         try:
