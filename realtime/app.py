@@ -100,7 +100,9 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
     gateway = SocketIOGateway(settings=settings, verifier=verifier, rooms=rooms, bus=bus,
                               user_requests=user_requests, metrics=metrics)
     gateway.attach(app)
-    PublishEndpoint(ingestor, ServiceAuth(verifier, settings.service_role, metrics)).add_routes(app)
+    service_auth = ServiceAuth(verifier, settings.service_role, metrics)
+    PublishEndpoint(ingestor, service_auth, settings.publish_rate_per_second,
+                    settings.publish_burst).add_routes(app)
     add_routes(app, readiness, metrics)
     readiness.add("bus", bus.status)
     if kafka is not None:

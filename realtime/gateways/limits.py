@@ -15,12 +15,12 @@ class TokenBucket:
         self._clock = clock
         self._last = clock()
 
-    def take(self) -> bool:
-        """Spend one token; ``False`` when the bucket is empty (the caller refuses)."""
+    def take(self, cost: int = 1) -> bool:
+        """Spend ``cost`` tokens; ``False`` when there are not enough (the caller refuses)."""
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= cost:
+            self._tokens -= cost
             return True
         return False

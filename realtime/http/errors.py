@@ -32,7 +32,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         response: web.StreamResponse = await handler(request)
         return response
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
+        if exc.status == 429 and isinstance(exc.details, dict):
+            response.headers["Retry-After"] = str(exc.details.get("retryAfterSeconds", 1))
+        return response
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(413, "payload_too_large", exc.text or "request body too large")
 

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from realtime.bus import BusError
+from realtime.gateways.limits import TokenBucket
 from realtime.http.errors import ApiError, ServiceAuth
 from realtime.ingest.pipeline import Ingestor
 from realtime.routing import RoutingError
@@ -15,15 +16,30 @@ MAX_EVENTS_PER_REQUEST = 500
 
 
 class PublishEndpoint:
-    def __init__(self, ingestor: Ingestor, auth: ServiceAuth) -> None:
+    """Validates a whole batch before publishing any of it; rate-limited per service."""
+
+    def __init__(self, ingestor: Ingestor, auth: ServiceAuth, rate: float, burst: int) -> None:
         self.ingestor = ingestor
         self.auth = auth
+        self._rate, self._burst = rate, burst
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def _admit(self, service: str, cost: int) -> None:
+        bucket = self._buckets.get(service)
+        if bucket is None:
+            if len(self._buckets) > 10_000:
+                self._buckets.clear()
+            bucket = self._buckets[service] = TokenBucket(self._rate, self._burst)
+        if not bucket.take(cost):
+            retry = max(1, int(cost / self._rate + 0.999))
+            raise ApiError(429, "rate_limited", "publish rate limit exceeded; retry later",
+                           {"retryAfterSeconds": retry})
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/api/v1/publish", self.publish)
 
     async def publish(self, request: web.Request) -> web.Response:
-        await self.auth.require(request)
+        identity = await self.auth.require(request)
         raw = await request.read()
         try:
             body = self.ingestor.decode(raw)
@@ -34,6 +50,7 @@ class PublishEndpoint:
         if not events or len(events) > MAX_EVENTS_PER_REQUEST:
             raise ApiError(400, "invalid_request",
                            f"send 1..{MAX_EVENTS_PER_REQUEST} events")
+        self._admit(identity.user_id, len(events))
         # Validate everything first so a bad batch publishes nothing.
         problems: list[dict[str, Any]] = []
         for index, event in enumerate(events):
