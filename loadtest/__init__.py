@@ -1,0 +1,1 @@
+"""Load-test scripts (run with `python -m loadtest.<name>`)."""

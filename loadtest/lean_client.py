@@ -1,0 +1,77 @@
+"""A lean Socket.IO v5 / Engine.IO v4 WebSocket client for load tests.
+
+No compression, no reconnection, minimal parsing: it answers pings, records every event's
+arrival time and (if the payload has ``ts``, a publish timestamp in seconds) its latency.
+Many hundreds run in one process without the client becoming the bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+
+@dataclass
+class LeanClient:
+    url: str
+    token: str
+    latencies: list[float] = field(default_factory=list)
+    event_ids: list[str] = field(default_factory=list)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        ws_url = self.url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+        ws = await session.ws_connect(ws_url, compress=0, autoping=False, max_msg_size=0)
+        self._task = asyncio.create_task(self._run(ws))
+        await asyncio.wait_for(self.connected.wait(), 30)
+
+    async def _run(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            data: str = message.data
+            kind = data[:1]
+            if kind == "2":  # engine.io ping
+                await ws.send_str("3")
+            elif kind == "0":  # engine.io open → socket.io connect with auth
+                await ws.send_str("40" + orjson.dumps({"token": self.token}).decode())
+            elif data.startswith("40"):
+                self.connected.set()
+            elif data.startswith("44"):
+                raise RuntimeError(f"connect refused: {data}")
+            elif data.startswith("42"):
+                now = time.time()
+                _, payload = orjson.loads(data[2:])[:2]
+                self.record(payload, now)
+        await ws.close()
+
+    def record(self, payload: Any, now: float) -> None:
+        if isinstance(payload, dict):
+            if "ts" in payload:
+                self.latencies.append(now - payload["ts"])
+            self.event_ids.append(str(payload.get("eventId")))
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+def client_session() -> aiohttp.ClientSession:
+    """A session without aiohttp's default cap of 100 concurrent connections."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
