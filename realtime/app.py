@@ -18,6 +18,7 @@ from realtime.auth import TokenVerifier
 from realtime.auth.orders import AuthorizationCallback, CircuitBreaker, OrderAccess
 from realtime.auth.tokens import load_public_key
 from realtime.bus import FanoutBus, create_bus
+from realtime.bus.redis import RedisBus
 from realtime.gateways.session import RoomPolicy
 from realtime.gateways.socketio import SocketIOGateway
 from realtime.http.errors import ServiceAuth, error_middleware
@@ -30,7 +31,7 @@ from realtime.metrics import Metrics
 from realtime.requests import RequestSink, UserUpdateRequests
 from realtime.routing import Router
 from realtime.settings import Settings
-from realtime.state.orders import MemoryOrderStore, OrderStore
+from realtime.state.orders import MemoryOrderStore, OrderStore, RedisOrderStore
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,9 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
     verifier = build_verifier(settings)
     bus = create_bus(settings)
     orders: OrderStore = MemoryOrderStore()
+    if isinstance(bus, RedisBus):
+        orders = RedisOrderStore(bus.redis, settings.redis_prefix,
+                                 settings.order_state_ttl_seconds)
     callback = None
     if settings.authz_callback_url:
         callback = AuthorizationCallback(

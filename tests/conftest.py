@@ -23,3 +23,17 @@ def kafka_broker() -> Iterator[KafkaBroker]:
     finally:
         if not broker.external:
             broker.kill()
+
+
+from support.redis_server import RedisServer  # noqa: E402
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh, private redis-server on a free port."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        if server.proc is not None:
+            server.kill()

@@ -25,4 +25,8 @@ def create_bus(settings: Settings) -> FanoutBus:
         return MemoryBus(history_size=settings.history_size,
                          history_ttl=settings.history_ttl_seconds,
                          dedup_window=settings.dedup_window_seconds)
-    raise ValueError(f"REALTIME_REDIS_URL: no bus backend for {url!r} yet")
+    from realtime.bus.redis import RedisBus
+
+    return RedisBus(url, prefix=settings.redis_prefix, history_size=settings.history_size,
+                    history_ttl=settings.history_ttl_seconds,
+                    dedup_window=settings.dedup_window_seconds)

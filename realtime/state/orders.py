@@ -10,6 +10,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 MAX_MEMORY_ORDERS = 200_000
 
@@ -53,3 +54,33 @@ class MemoryOrderStore(OrderStore):
 
     async def get(self, order_id: str) -> OrderInfo | None:
         return self._orders.get(order_id)
+
+
+class RedisOrderStore(OrderStore):
+    """Shared by all instances: one hash per order, expiring after the configured TTL."""
+
+    def __init__(self, redis: Any, prefix: str, ttl_seconds: float) -> None:
+        self._redis = redis
+        self._prefix = f"{prefix}o:"
+        self._ttl = max(1, int(ttl_seconds))
+
+    async def record(self, order_id: str, owner: str | None, status: str | None) -> None:
+        fields = {"updated": str(time.time())}
+        if owner is not None:
+            fields["owner"] = owner
+        if status is not None:
+            fields["status"] = status
+        key = self._prefix + order_id
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, self._ttl)
+            await pipe.execute()
+
+    async def get(self, order_id: str) -> OrderInfo | None:
+        raw = await self._redis.hgetall(self._prefix + order_id)
+        if not raw:
+            return None
+        owner, status = raw.get(b"owner"), raw.get(b"status")
+        return OrderInfo(owner=owner.decode() if owner else None,
+                         status=status.decode() if status else None,
+                         updated_at=float(raw.get(b"updated", b"0")))

@@ -47,13 +47,17 @@ class Running:
 
     async def publish(self, events: Any, *, headers: dict[str, str] | None = None,
                       bearer: str | None = None) -> tuple[int, Any]:
-        """POST /api/v1/publish; returns (status, decoded body)."""
-        all_headers = {"Authorization": f"Bearer {bearer or service_token()}",
-                       **(headers or {})}
-        async with aiohttp.ClientSession() as session, session.post(
-            f"{self.url}/api/v1/publish", data=orjson.dumps(events), headers=all_headers
-        ) as response:
-            return response.status, await response.json(content_type=None)
+        return await publish_to(self.url, events, headers=headers, bearer=bearer)
+
+
+async def publish_to(url: str, events: Any, *, headers: dict[str, str] | None = None,
+                     bearer: str | None = None) -> tuple[int, Any]:
+    """POST /api/v1/publish; returns (status, decoded body)."""
+    all_headers = {"Authorization": f"Bearer {bearer or service_token()}", **(headers or {})}
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{url}/api/v1/publish", data=orjson.dumps(events), headers=all_headers
+    ) as response:
+        return response.status, await response.json(content_type=None)
 
 
 @contextlib.asynccontextmanager
