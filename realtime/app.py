@@ -21,8 +21,9 @@ from realtime.bus import FanoutBus, create_bus
 from realtime.bus.redis import RedisBus
 from realtime.gateways.session import RoomPolicy
 from realtime.gateways.socketio import SocketIOGateway
+from realtime.gateways.sse import SSEGateway
 from realtime.http.errors import ServiceAuth, error_middleware
-from realtime.http.health import Readiness, add_routes
+from realtime.http.health import Readiness, add_demo_route, add_routes
 from realtime.ingest.http import PublishEndpoint
 from realtime.ingest.kafka import KafkaIngest
 from realtime.ingest.pipeline import Ingestor
@@ -48,6 +49,7 @@ class Server:
     orders: OrderStore
     ingestor: Ingestor
     socketio: SocketIOGateway
+    sse: SSEGateway
     readiness: Readiness
     metrics: Metrics
     verifier: TokenVerifier
@@ -104,6 +106,9 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
     gateway = SocketIOGateway(settings=settings, verifier=verifier, rooms=rooms, bus=bus,
                               user_requests=user_requests, metrics=metrics)
     gateway.attach(app)
+    sse = SSEGateway(settings=settings, verifier=verifier, rooms=rooms, bus=bus, metrics=metrics)
+    sse.add_routes(app)
+    add_demo_route(app)
     service_auth = ServiceAuth(verifier, settings.service_role, metrics)
     PublishEndpoint(ingestor, service_auth, settings.publish_rate_per_second,
                     settings.publish_burst).add_routes(app)
@@ -113,8 +118,8 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
         readiness.add("kafka", kafka.status)
 
     server = Server(settings=settings, app=app, bus=bus, orders=orders, ingestor=ingestor,
-                    socketio=gateway, readiness=readiness, metrics=metrics, verifier=verifier,
-                    callback=callback, kafka=kafka, producer=producer)
+                    socketio=gateway, sse=sse, readiness=readiness, metrics=metrics,
+                    verifier=verifier, callback=callback, kafka=kafka, producer=producer)
     app[APP_KEY] = server
 
     async def on_startup(_: web.Application) -> None:
@@ -127,6 +132,7 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
         readiness.draining = True
         if kafka is not None:
             await kafka.stop()
+        await sse.close_all("server_shutdown")
 
     async def on_cleanup(_: web.Application) -> None:
         if producer is not None:

@@ -55,5 +55,11 @@ class Metrics:
             "realtime_bus_publish_failures_total", "Publishes to the fan-out bus that failed.",
             registry=registry)
 
+        self.sse_bytes = Counter(
+            "realtime_sse_bytes_total", "Bytes written to SSE streams.", registry=registry)
+        self.sse_slow_disconnects = Counter(
+            "realtime_sse_slow_disconnects_total",
+            "SSE clients cut off because their buffer limit was reached.", registry=registry)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

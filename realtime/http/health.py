@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -45,3 +46,16 @@ def add_routes(app: web.Application, readiness: Readiness, metrics: Metrics) -> 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
+
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+def add_demo_route(app: web.Application) -> None:
+    """``GET /demo``: a page that shows live events through the browser's EventSource."""
+
+    async def demo(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "demo.html",
+                                headers={"Cache-Control": "no-cache"})
+
+    app.router.add_get("/demo", demo)

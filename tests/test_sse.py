@@ -1,0 +1,174 @@
+"""Server-Sent Events: same rooms and events as Socket.IO, resume, slow clients, CORS."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+
+from support.clients import connected, quiet
+from support.server import ServerProcess, publish_to, run_server, token
+from support.sse import SSEClient, sse
+
+
+def push(n: int, room: str = "user:s") -> dict[str, object]:
+    return {"id": f"p{n}", "type": "PUSH", "event": "tick", "rooms": [room], "data": {"n": n}}
+
+
+async def test_sse_and_socketio_get_the_same_events() -> None:
+    async with run_server() as srv, \
+            sse(srv.url, token("s")) as stream, \
+            sse(srv.url, token("other")) as outsider, \
+            connected(srv.url, token("s")) as socket_client:
+        assert stream.retry and stream.headers["X-Accel-Buffering"] == "no"
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        await srv.publish([push(1), push(2), {
+            "id": "u", "type": "USER_UPDATED", "userId": "s", "updates": {"a": 1}}])
+        ticks = await stream.wait_for("tick", count=2)
+        via_socket = await socket_client.wait_for("tick", count=2)
+        assert ticks == via_socket
+        assert (await stream.wait_for("user_updated"))[0] == \
+            (await socket_client.wait_for("user_updated"))[0]
+        assert [f.id for f in stream.frames] == [t["position"] for t in ticks] + \
+            [stream.named("user_updated")[0]["position"]]
+        await quiet()
+        assert outsider.frames == []
+
+
+async def test_token_by_query_and_cookie_and_refusals() -> None:
+    async with run_server() as srv:
+        async with sse(srv.url, query=f"?token={token('q')}") as by_query:
+            await srv.publish(push(1, "user:q"))
+            await by_query.wait_for("tick")
+        async with sse(srv.url, headers={"Cookie": f"realtime_token={token('c')}"}) as by_cookie:
+            await srv.publish(push(2, "user:c"))
+            await by_cookie.wait_for("tick")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{srv.url}/sse") as response:
+                assert response.status == 401
+            async with session.get(f"{srv.url}/sse?token=bad") as response:
+                assert response.status == 401
+                assert (await response.json())["error"]["code"] == "invalid_token"
+            async with session.get(f"{srv.url}/sse?token={token('x')}&orders=o-1") as response:
+                assert response.status == 403
+                assert (await response.json())["error"]["code"] == "forbidden"
+
+
+async def test_orders_query_uses_the_same_authorization() -> None:
+    async with run_server() as srv:
+        await srv.publish({"id": "own", "type": "ORDER_STATUS_UPDATED", "orderId": "o-5",
+                           "userId": "buyer", "newStatus": "PAID"})
+        async with sse(srv.url, token("buyer"), query="?orders=o-5") as buyer, \
+                sse(srv.url, token("agent", ["support"]), query="?orders=o-5,o-6") as agent:
+            await srv.publish({"id": "st", "type": "ORDER_STATUS_UPDATED", "orderId": "o-5",
+                               "newStatus": "SHIPPED"})
+            assert (await buyer.wait_for("order_status_updated"))[0]["status"] == "SHIPPED"
+            assert (await agent.wait_for("order_status_updated"))[0]["eventId"] == "st"
+
+
+async def test_resume_with_last_event_id() -> None:
+    async with run_server() as srv:
+        async with sse(srv.url, token("s")) as first:
+            await srv.publish(push(0))
+            [tick] = await first.wait_for("tick")
+        last_id = first.frames[-1].id
+        await srv.publish([push(n) for n in range(1, 101)])  # missed while away
+        async with sse(srv.url, token("s"), headers={"Last-Event-ID": str(last_id)}) as again:
+            await again.wait_for("recovered")
+            await srv.publish(push(101))
+            ticks = await again.wait_for("tick", count=101)
+            assert [t["n"] for t in ticks] == list(range(1, 102))
+            names = [f.event for f in again.frames]
+            assert names.index("recovered") == 100 and again.named("recovered") == [
+                {"recovered": True}]
+        assert tick["n"] == 0
+
+
+async def test_resume_gap_older_than_history_says_not_recovered() -> None:
+    async with run_server(history_size=10) as srv:
+        async with sse(srv.url, token("s")) as first:
+            await srv.publish(push(0))
+            await first.wait_for("tick")
+        await srv.publish([push(n) for n in range(1, 30)])
+        async with sse(srv.url, token("s"),
+                       query=f"?lastEventId={first.frames[-1].id}") as again:
+            assert (await again.wait_for("recovered"))[0] == {"recovered": False}
+            await quiet()
+            assert again.named("tick") == []
+
+
+async def test_heartbeat_and_token_expiry() -> None:
+    async with run_server(sse_heartbeat_seconds=0.2, jwt_leeway=0) as srv, \
+            sse(srv.url, token("s", ttl=1)) as stream:
+        await asyncio.sleep(0.5)
+        assert stream.comments >= 1
+        await stream.wait_for("token_expired", timeout=3)
+        async with asyncio.timeout(3):
+            await stream.ended.wait()
+
+
+async def test_cors_allow_list() -> None:
+    async with run_server(cors_origins=["https://app.example"]) as srv:
+        async with sse(srv.url, token("s"), headers={"Origin": "https://app.example"}) as ok:
+            assert ok.headers["Access-Control-Allow-Origin"] == "https://app.example"
+            assert ok.headers["Access-Control-Allow-Credentials"] == "true"
+        async with sse(srv.url, token("s"), headers={"Origin": "https://evil.example"}) as no:
+            assert "Access-Control-Allow-Origin" not in no.headers
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def test_slow_client_is_cut_off_and_memory_stays_bounded() -> None:
+    server = await ServerProcess({"REALTIME_SSE_BUFFER_BYTES": str(1024 * 1024),
+                                  "REALTIME_PUBLISH_RATE_PER_SECOND": "1000000",
+                                  "REALTIME_PUBLISH_BURST": "1000000"}).start()
+    assert server.proc is not None
+    try:
+        async with sse(server.url, token("s")) as healthy:
+            slow = await open_slow_reader(server.url, token("s"))
+            before = rss_mb(server.proc.pid)
+            blob = "x" * 4000
+            for batch in range(60):  # 60 x 100 x ~4 KB = 24 MB through a 1 MB buffer
+                status, _ = await publish_to(server.url, [
+                    {"id": f"b{batch}-{n}", "type": "PUSH", "event": "tick",
+                     "rooms": ["user:s"], "data": {"n": batch * 100 + n, "blob": blob}}
+                    for n in range(100)])
+                assert status == 202
+                healthy.frames.clear()  # keep the test client small; count below
+            async with aiohttp.ClientSession() as session, \
+                    session.get(f"{server.url}/metrics") as response:
+                metrics = await response.text()
+            after = rss_mb(server.proc.pid)
+            print(f"\nserver RSS before {before:.1f} MB, after {after:.1f} MB "
+                  f"(24 MB pushed to a reader that reads nothing)")
+            assert "realtime_sse_slow_disconnects_total 1.0" in metrics
+            assert after - before < 30
+            await srv_publish_and_check(server.url, healthy)
+            slow.close()
+    finally:
+        server.kill()
+
+
+async def srv_publish_and_check(url: str, healthy: SSEClient) -> None:
+    """The healthy client still receives after the slow one was cut off."""
+    await publish_to(url, {"id": "last", "type": "PUSH", "event": "done", "rooms": ["user:s"]})
+    assert (await healthy.wait_for("done", timeout=10))[0]["eventId"] == "last"
+
+
+async def open_slow_reader(url: str, bearer: str) -> socket.socket:
+    """A raw socket with a tiny receive buffer that never reads after the request."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    host, port = url.removeprefix("http://").split(":")
+    sock.connect((host, int(port)))
+    sock.sendall(f"GET /sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bearer}\r\n\r\n"
+                 .encode())
+    await asyncio.sleep(0.2)
+    return sock
