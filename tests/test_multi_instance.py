@@ -9,6 +9,7 @@ from support.kafka import KafkaBroker
 from support.kafka_helpers import KafkaNames, produce, wait_ready
 from support.redis_server import RedisServer
 from support.server import ServerProcess, publish_to, token
+from support.sse import sse
 
 
 async def test_publish_on_one_instance_reaches_clients_on_all(
@@ -24,7 +25,9 @@ async def test_publish_on_one_instance_reaches_clients_on_all(
         a, b, c = servers
         async with connected(a.url, token("u1")) as on_a, \
                 connected(b.url, token("u1")) as on_b, \
-                connected(c.url, token("boss", ["admin"])) as on_c:
+                connected(c.url, token("boss", ["admin"])) as on_c, \
+                sse(a.url, token("u1")) as sse_a, sse(b.url, token("u1")) as sse_b, \
+                sse(c.url, token("u1")) as sse_c:
             # HTTP publish on B reaches A (and B, and C's admin room)
             status, _ = await publish_to(b.url, {"id": "h1", "type": "PUSH", "event": "hello",
                                                  "rooms": ["user:u1", "role:admin"]})
@@ -42,6 +45,10 @@ async def test_publish_on_one_instance_reaches_clients_on_all(
                 names_seen = [e for e, _ in client.events]
                 assert names_seen.count("hello") == 1
             assert [e for e, _ in on_a.events].count("user_updated") == 1
+            # SSE clients on every instance get the Kafka event once, whoever consumed it
+            for stream in (sse_a, sse_b, sse_c):
+                assert [u["eventId"] for u in await stream.wait_for("user_updated")] == ["k1"]
+                assert [h["eventId"] for h in stream.named("hello")] == ["h1"]
             assert [e for e, _ in on_b.events].count("user_updated") == 1
     finally:
         for server in servers:
