@@ -25,10 +25,12 @@ class LeanClient:
     event_ids: list[str] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
+    _ws: aiohttp.ClientWebSocketResponse | None = None
 
     async def start(self, session: aiohttp.ClientSession) -> None:
         ws_url = self.url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
         ws = await session.ws_connect(ws_url, compress=0, autoping=False, max_msg_size=0)
+        self._ws = ws
         self._task = asyncio.create_task(self._run(ws))
         await asyncio.wait_for(self.connected.wait(), 30)
 
@@ -57,6 +59,11 @@ class LeanClient:
             if "ts" in payload:
                 self.latencies.append(now - payload["ts"])
             self.event_ids.append(str(payload.get("eventId")))
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once (a client vanishing, as in a network cut)."""
+        if self._ws is not None and self._ws._response.connection is not None:
+            self._ws._response.connection.transport.abort()  # type: ignore[union-attr]
 
     async def stop(self) -> None:
         if self._task:

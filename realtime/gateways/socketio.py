@@ -22,6 +22,7 @@ from aiohttp import web
 from realtime.auth import AuthError, Identity, TokenVerifier
 from realtime.bus import FanoutBus, Message
 from realtime.gateways.limits import TokenBucket
+from realtime.gateways.manager import IndexedManager
 from realtime.gateways.protocol import (
     ClientError,
     ResumeRequest,
@@ -81,6 +82,7 @@ class SocketIOGateway:
         self.connections: dict[str, Connection] = {}
         self._replaying: dict[str, Connection] = {}
         self.sio = _Server(
+            client_manager=IndexedManager(),
             async_mode="aiohttp",
             cors_allowed_origins=settings.cors_origins or "*",
             max_http_buffer_size=max(1_000_000, 4 * settings.max_payload_bytes),
