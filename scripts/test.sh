@@ -33,6 +33,9 @@ step "node packages for the official socket.io-client test"
 
 step "ruff"
 "$VENV/bin/ruff" check realtime tests loadtest
+step "container files (hadolint, compose schema)"
+"$VENV/bin/hadolint" Dockerfile
+"$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
 step "mypy"
 "$VENV/bin/mypy"
 step "pytest"

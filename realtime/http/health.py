@@ -49,13 +49,19 @@ def add_routes(app: web.Application, readiness: Readiness, metrics: Metrics) -> 
 
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+OPENAPI = Path(__file__).resolve().parent.parent / "openapi.json"
 
 
 def add_demo_route(app: web.Application) -> None:
-    """``GET /demo``: a page that shows live events through the browser's EventSource."""
+    """``GET /demo`` (live events through the browser's EventSource) and the OpenAPI file."""
 
     async def demo(_: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "demo.html",
                                 headers={"Cache-Control": "no-cache"})
 
     app.router.add_get("/demo", demo)
+
+    async def openapi(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(OPENAPI, headers={"Content-Type": "application/json"})
+
+    app.router.add_get("/api/v1/openapi.json", openapi)

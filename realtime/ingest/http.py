@@ -62,7 +62,9 @@ class PublishEndpoint:
             for problem in problems:
                 self.ingestor.metrics.events_rejected.labels("http", problem["reason"]).inc()
             raise ApiError(400, "invalid_event", problems[0]["message"], problems)
-        idempotency_key = request.headers.get("Idempotency-Key")
+        idempotency_key = request.headers.get("Idempotency-Key") or None
+        if idempotency_key is not None and len(idempotency_key) > 200:
+            raise ApiError(400, "invalid_request", "Idempotency-Key is longer than 200 characters")
         accepted: list[str] = []
         duplicates: list[str] = []
         for index, event in enumerate(events):

@@ -153,6 +153,8 @@ ROUTES: dict[str, EventType] = {
 #: Source fields that become part of a room name must be plain scalars.
 ROOM_FIELDS = ("userId", "orderId")
 MAX_ID_LENGTH = 200
+#: Integer ids beyond this do not survive a round trip through JavaScript clients.
+MAX_SAFE_INTEGER = 2**53 - 1
 
 
 class _Fields(dict[str, str]):
@@ -184,6 +186,8 @@ class Router:
         if not isinstance(event, Mapping):
             raise RoutingError("not_an_object", "event must be a JSON object")
         event_id, type_ = event.get("id"), event.get("type")
+        if isinstance(event_id, float) and event_id.is_integer():
+            event_id = int(event_id)  # JSON does not distinguish 7 from 7.0
         if not isinstance(event_id, str | int) or isinstance(event_id, bool) or event_id == "":
             raise RoutingError("missing_id", "event needs an 'id' (string or integer)")
         if not isinstance(type_, str) or not type_:
@@ -198,9 +202,12 @@ class Router:
             value = event.get(name)
             if value is not None and (
                 not isinstance(value, str | int) or isinstance(value, bool)
+                or (isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER)
                 or not ROOM_PATTERN.match(str(value)) or len(str(value)) > MAX_ID_LENGTH
             ):
                 raise RoutingError("invalid_field", f"'{name}' must be a plain id")
+        if isinstance(event_id, int) and abs(event_id) > MAX_SAFE_INTEGER:
+            raise RoutingError("invalid_field", "integer 'id' must be a safe integer (< 2**53)")
         if len(str(event_id)) > MAX_ID_LENGTH:
             raise RoutingError("invalid_field", "'id' is too long")
         order_id = event.get("orderId") if row.tracks_orders else None
