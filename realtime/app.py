@@ -17,7 +17,7 @@ from aiohttp import web
 from realtime.auth import TokenVerifier
 from realtime.auth.orders import AuthorizationCallback, CircuitBreaker, OrderAccess
 from realtime.auth.tokens import load_public_key
-from realtime.bus import FanoutBus, create_bus
+from realtime.bus import FanoutBus, Message, create_bus
 from realtime.bus.redis import RedisBus
 from realtime.gateways.session import RoomPolicy
 from realtime.gateways.socketio import SocketIOGateway
@@ -106,6 +106,11 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
     gateway = SocketIOGateway(settings=settings, verifier=verifier, rooms=rooms, bus=bus,
                               user_requests=user_requests, metrics=metrics)
     gateway.attach(app)
+    if settings.admin_ui_username and settings.admin_ui_password:
+        # Socket.IO Admin UI (https://admin.socket.io), production mode, own credentials.
+        gateway.sio.instrument(auth={"username": settings.admin_ui_username,
+                                     "password": settings.admin_ui_password},
+                               mode="production", read_only=True)
     sse = SSEGateway(settings=settings, verifier=verifier, rooms=rooms, bus=bus, metrics=metrics)
     sse.add_routes(app)
     add_demo_route(app)
@@ -114,6 +119,13 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
                     settings.publish_burst).add_routes(app)
     add_routes(app, readiness, metrics)
     readiness.add("bus", bus.status)
+
+    def dispatched(message: Message, seconds: float) -> None:
+        metrics.deliveries.inc()
+        metrics.fanout_seconds.observe(seconds)
+
+    bus.on_dispatched = dispatched
+    metrics.watch_bus(lambda: bus.status()[0], lambda: bus.reconnects, lambda: bus.trims)
     if kafka is not None:
         readiness.add("kafka", kafka.status)
 
@@ -130,11 +142,16 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
     async def on_shutdown(_: web.Application) -> None:
         # Stop ingesting first: finish in-flight fan-out and commit before clients go.
         readiness.draining = True
+        log.info("shutting down: draining Kafka ingest")
         if kafka is not None:
             await kafka.stop()
+        log.info("shutting down: closing client connections")
         await sse.close_all("server_shutdown")
+        await gateway.shutdown()
+        log.info("shutting down: done")
 
     async def on_cleanup(_: web.Application) -> None:
+        log.info("shutting down: closing producer and bus")
         if producer is not None:
             await producer.close()
         await bus.close()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -61,5 +65,28 @@ class Metrics:
             "realtime_sse_slow_disconnects_total",
             "SSE clients cut off because their buffer limit was reached.", registry=registry)
 
+
+    def watch_bus(self, connected: Callable[[], bool], reconnects: Callable[[], int],
+                  trims: Callable[[], int]) -> None:
+        """Export the bus backend's own counters (read at scrape time)."""
+        self.registry.register(_BusCollector(connected, reconnects, trims))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _BusCollector(Collector):
+    def __init__(self, connected: Callable[[], bool], reconnects: Callable[[], int],
+                 trims: Callable[[], int]) -> None:
+        self._connected, self._reconnects, self._trims = connected, reconnects, trims
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("realtime_bus_connected",
+                                "1 while the fan-out bus backend (Redis) is reachable.",
+                                value=1.0 if self._connected() else 0.0)
+        yield CounterMetricFamily("realtime_bus_listener_reconnects",
+                                  "Times the Redis listener reconnected after losing Redis.",
+                                  value=self._reconnects())
+        yield CounterMetricFamily("realtime_history_trims",
+                                  "History entries dropped by the length/age bounds.",
+                                  value=self._trims())

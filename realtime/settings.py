@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     publish_rate_per_second: float = Field(1000.0, gt=0)
     publish_burst: int = Field(2000, ge=1)
 
+    # --- Socket.IO Admin UI (opt-in: set both) ---------------------------------------------
+    admin_ui_username: str | None = None
+    admin_ui_password: str | None = None
+
     # --- Server-Sent Events ------------------------------------------------------------
     sse_buffer_bytes: int = Field(1024 * 1024, gt=0)
     sse_heartbeat_seconds: float = Field(15.0, gt=0, le=15.0)

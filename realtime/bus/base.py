@@ -10,6 +10,7 @@ happens or the call raises, so an ingest path may commit its source offset only 
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -124,17 +125,24 @@ class FanoutBus(ABC):
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
         self.interest = RoomInterest()
+        #: Called after each local dispatch with (message, seconds); the server records metrics.
+        self.on_dispatched: Callable[[Message, float], None] | None = None
+        self.reconnects = 0
+        self.trims = 0
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
     async def dispatch(self, message: Message) -> None:
         """Hand a message to every local listener; a failing listener never stops the others."""
+        started = time.perf_counter()
         for listener in self._listeners:
             try:
                 await listener(message)
             except Exception:
                 log.exception("listener failed for event %s", message.event_id)
+        if self.on_dispatched is not None:
+            self.on_dispatched(message, time.perf_counter() - started)
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect to the backend (no-op for memory)."""

@@ -68,7 +68,6 @@ class MemoryBus(FanoutBus):
         self._trimmed: dict[str, int] = {}
         self._expired_floor = 0
         self._sweeper: asyncio.Task[None] | None = None
-        self.trims = 0
 
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever())

@@ -125,8 +125,6 @@ class RedisBus(FanoutBus):
         self._listener: asyncio.Task[None] | None = None
         self.connected = False
         self.last_error = "starting"
-        self.reconnects = 0
-        self.trims = 0
         self._epoch: str | None = None
         self._last_seq = 0
 

@@ -105,6 +105,14 @@ class SocketIOGateway:
     def attach(self, app: web.Application) -> None:
         self.sio.attach(app)
 
+    async def shutdown(self) -> None:
+        """Tell every client to reconnect (to another instance), then disconnect them."""
+        if self.connections:
+            await self.sio.emit("server_shutdown", {"reconnect": True})
+            await asyncio.gather(*(self.sio.disconnect(sid) for sid in list(self.connections)),
+                                 return_exceptions=True)
+        await self.sio.shutdown()
+
     # --- fan-out -------------------------------------------------------------------
 
     async def on_message(self, message: Message) -> None:

@@ -21,7 +21,7 @@ SENSITIVE_KEYS = re.compile(r"pass(word)?|secret|token|ssn|card|cvv|iban|pin", r
 RESERVED_EVENTS = frozenset({
     "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener",
     "error", "token_expired", "authenticated", "auth_error", "recovered", "order_status",
-    "update_accepted",
+    "update_accepted", "server_shutdown",
 })
 MAX_PUSH_ROOMS = 100
 ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.:@|\-]{1,200}$")

@@ -93,17 +93,26 @@ class ServerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen([sys.executable, "-m", "realtime", "serve"], env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT)
+        try:
+            await self.wait_healthy(self.url, self.proc, timeout)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}:\n{self.log()}") from None
+        return self
+
+    @staticmethod
+    async def wait_healthy(url: str, proc: subprocess.Popen[bytes],
+                           timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited early:\n{self.log()}")
+                if proc.poll() is not None:
+                    raise RuntimeError("server exited early")
                 with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(f"{self.url}/healthz") as response:
+                    async with session.get(f"{url}/healthz") as response:
                         if response.status == 200:
-                            return self
+                            return
                 await asyncio.sleep(0.1)
-        raise RuntimeError(f"server did not start:\n{self.log()}")
+        raise RuntimeError("server did not start")
 
     def log(self) -> str:
         with open(self.log_path, errors="replace") as handle:
