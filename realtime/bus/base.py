@@ -140,7 +140,8 @@ class FanoutBus(ABC):
             try:
                 await listener(message)
             except Exception:
-                log.exception("listener failed for event %s", message.event_id)
+                log.exception("listener failed for event %s", message.event_id,
+                              extra={"eventId": message.event_id, "rooms": len(message.rooms)})
         if self.on_dispatched is not None:
             self.on_dispatched(message, time.perf_counter() - started)
 

@@ -93,7 +93,7 @@ class SSEGateway:
         if stream.buffered > self.settings.sse_buffer_bytes:
             self.metrics.sse_slow_disconnects.inc()
             log.info("sse client %s too slow (%d bytes buffered); disconnecting",
-                     stream.id, stream.buffered)
+                     stream.id, stream.buffered, extra={"connectionId": stream.id})
             self._close(stream, "slow_client")
             if stream.transport is not None:
                 stream.transport.abort()  # its socket is not draining; do not wait for it

@@ -305,7 +305,9 @@ class KafkaIngest:
                                      record.value or b"",
                                      dead_letter_headers(record, exc.reason, exc.message))
             log.info("dead-lettered %s/%s@%s: %s", record.topic, record.partition,
-                     record.offset, exc.reason)
+                     record.offset, exc.reason,
+                     extra={"topic": record.topic, "partition": record.partition,
+                            "offset": record.offset, "reason": exc.reason})
 
     # --- broker health ---------------------------------------------------------------
 
