@@ -24,6 +24,7 @@ from realtime.gateways.socketio import SocketIOGateway
 from realtime.gateways.sse import SSEGateway
 from realtime.http.errors import ServiceAuth, error_middleware
 from realtime.http.health import Readiness, add_demo_route, add_routes
+from realtime.http.presence import add_presence_route
 from realtime.ingest.http import PublishEndpoint
 from realtime.ingest.kafka import KafkaIngest
 from realtime.ingest.pipeline import Ingestor
@@ -33,6 +34,7 @@ from realtime.requests import RequestSink, UserUpdateRequests
 from realtime.routing import Router
 from realtime.settings import Settings
 from realtime.state.orders import MemoryOrderStore, OrderStore, RedisOrderStore
+from realtime.state.presence import MemoryPresence, Presence, RedisPresence
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,11 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
                                    settings.authz_breaker_reset_seconds),
         )
     access = OrderAccess(settings.order_reader_roles, orders, callback)
-    rooms = RoomPolicy(access, orders, bus.interest, settings.max_order_subscriptions)
+    presence: Presence = MemoryPresence()
+    if isinstance(bus, RedisBus):
+        presence = RedisPresence(bus.redis, settings.redis_prefix, settings.presence_ttl_seconds)
+    rooms = RoomPolicy(access, orders, bus.interest, settings.max_order_subscriptions,
+                       presence)
     ingestor = Ingestor(Router(), bus, orders, metrics, settings.max_request_bytes)
     producer = KafkaProducer(settings) if settings.kafka_bootstrap else None
     kafka = KafkaIngest(settings, ingestor, producer, metrics) if producer else None
@@ -118,6 +124,7 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
     PublishEndpoint(ingestor, service_auth, settings.publish_rate_per_second,
                     settings.publish_burst).add_routes(app)
     add_routes(app, readiness, metrics)
+    add_presence_route(app, presence, service_auth)
     readiness.add("bus", bus.status)
 
     def dispatched(message: Message, seconds: float) -> None:
@@ -136,6 +143,7 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
 
     async def on_startup(_: web.Application) -> None:
         await bus.start()
+        await presence.start()
         if kafka is not None:
             await kafka.start()
 
@@ -154,6 +162,7 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
         log.info("shutting down: closing producer and bus")
         if producer is not None:
             await producer.close()
+        await presence.close()
         await bus.close()
         await orders.close()
         if callback is not None:

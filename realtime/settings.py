@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     # --- fan-out, history and shared state ------------------------------------------
     redis_url: str | None = None
     redis_prefix: str = "rt:"
+    presence_ttl_seconds: int = Field(15, ge=2)
     dedup_window_seconds: float = Field(600.0, gt=0)
     history_size: int = Field(1000, ge=1)
     history_ttl_seconds: float = Field(3600.0, gt=0)

@@ -37,7 +37,7 @@ async def test_demo_page_shows_events_and_resumes_after_a_drop(
         url = f"{srv.url}/demo?token={token('web')}&events=demo"
         async with chromium(url) as page:
             async with asyncio.timeout(20):
-                while await page.evaluate("document.getElementById('status').textContent") \
+                while await page.evaluate("document.getElementById('status')?.textContent") \
                         != "connected":
                     await asyncio.sleep(0.1)
             await srv.publish([push("h1"), push("h2")])

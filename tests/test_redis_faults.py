@@ -27,6 +27,9 @@ async def test_publish_fails_loudly_and_listener_survives_restart(
     bus.interest.add("user:1")
     await bus.start()
     try:
+        async with asyncio.timeout(5):
+            while not bus.connected:
+                await asyncio.sleep(0.01)
         await bus.publish("before", [Delivery("e", ("user:1",), {})])
         redis_server.kill()
         with pytest.raises(BusError):

@@ -25,7 +25,7 @@ def _order_id(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError("orderId must be a string or an integer")
     text = str(value)
-    if not ORDER_ID.match(text):
+    if not ORDER_ID.fullmatch(text):
         raise ValueError("orderId must be 1-128 characters of [A-Za-z0-9_.:@|-]")
     return text
 

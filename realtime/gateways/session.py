@@ -17,6 +17,7 @@ from realtime.auth.orders import OrderAccess
 from realtime.bus import RoomInterest
 from realtime.gateways.protocol import ClientError
 from realtime.state.orders import OrderInfo, OrderStore
+from realtime.state.presence import MemoryPresence, Presence
 
 
 @dataclass(eq=False)
@@ -53,11 +54,12 @@ class RoomPolicy:
     """Decides which rooms a session may be in and records local interest in them."""
 
     def __init__(self, access: OrderAccess, orders: OrderStore, interest: RoomInterest,
-                 max_orders: int) -> None:
+                 max_orders: int, presence: Presence | None = None) -> None:
         self.access = access
         self.orders = orders
         self.interest = interest
         self.max_orders = max_orders
+        self.presence = presence or MemoryPresence()
 
     def identity_rooms(self, session: Session, identity: Identity) -> tuple[list[str], list[str]]:
         """Adopt ``identity``; returns the (joined, left) automatic rooms.
@@ -105,17 +107,20 @@ class RoomPolicy:
         if room not in session.rooms:
             session.rooms.add(room)
             self.interest.add(room)
+            self.presence.joined(session.id, session.user_id or "", room)
 
     def remove(self, session: Session, room: str) -> None:
         if room in session.rooms:
             session.rooms.discard(room)
             self.interest.discard(room)
+            self.presence.left(session.id, session.user_id or "", room)
 
     def release(self, session: Session) -> None:
         """The session ended: drop all its interest and timers."""
         session.cancel_expiry()
         for room in session.rooms:
             self.interest.discard(room)
+            self.presence.left(session.id, session.user_id or "", room)
         session.rooms.clear()
         session.orders.clear()
 

@@ -98,7 +98,7 @@ def _push(event: Event) -> list[Delivery]:
         raise RoutingError("invalid_field", "'event' must be a non-reserved event name")
     if not isinstance(rooms, list) or not rooms or len(rooms) > MAX_PUSH_ROOMS:
         raise RoutingError("invalid_field", f"'rooms' must be a list of 1..{MAX_PUSH_ROOMS} rooms")
-    if not all(isinstance(r, str) and ROOM_PATTERN.match(r) for r in rooms):
+    if not all(isinstance(r, str) and ROOM_PATTERN.fullmatch(r) for r in rooms):
         raise RoutingError("invalid_field", "'rooms' entries must be room names like 'user:42'")
     if data is None:
         data = {}
@@ -203,7 +203,7 @@ class Router:
             if value is not None and (
                 not isinstance(value, str | int) or isinstance(value, bool)
                 or (isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER)
-                or not ROOM_PATTERN.match(str(value)) or len(str(value)) > MAX_ID_LENGTH
+                or not ROOM_PATTERN.fullmatch(str(value)) or len(str(value)) > MAX_ID_LENGTH
             ):
                 raise RoutingError("invalid_field", f"'{name}' must be a plain id")
         if isinstance(event_id, int) and abs(event_id) > MAX_SAFE_INTEGER:
