@@ -155,14 +155,37 @@ class SocketIOGateway:
             self.metrics.auth_failures.labels(exc.code).inc()
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, {"code": exc.code}) from None
+        order_ids = await self._connect_orders(sid, identity, auth)
         self.connections[sid] = conn
         self._count(+1)
         await self._adopt(conn, identity)
+        for order_id in order_ids:
+            await self.sio.enter_room(sid, self.rooms.add_order(conn, order_id))
         if position is not None:
             conn.pending = []
             self._replaying[sid] = conn
             self._spawn(self._replay_on_connect, conn, position)
         return True
+
+    async def _connect_orders(self, sid: str, identity: Identity, auth: Any) -> list[str]:
+        """Order rooms requested in ``auth.orders``, authorised before the socket joins them,
+        so a reconnecting client's replay covers its order rooms too (gap-free)."""
+        requested = auth.get("orders") if isinstance(auth, dict) else None
+        if requested is None:
+            return []
+        try:
+            if not isinstance(requested, list) or len(requested) > self.rooms.max_orders:
+                raise ClientError("invalid", "auth.orders must be a list of order ids "
+                                             f"(at most {self.rooms.max_orders})")
+            order_ids = list(dict.fromkeys(parse_order_id(o) for o in requested))
+            probe = Session(sid, "socketio", identity=identity)
+            for order_id in order_ids:
+                await self.rooms.authorize_order(probe, order_id)
+        except ClientError as exc:
+            self.metrics.auth_failures.labels("forbidden").inc()
+            raise socketio.exceptions.ConnectionRefusedError(
+                exc.message, {"code": "forbidden"}) from None
+        return order_ids
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         conn = self.connections.pop(sid, None)
