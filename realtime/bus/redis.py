@@ -255,9 +255,15 @@ class RedisBus(FanoutBus):
 
     async def _catch_up(self) -> None:
         """After a reconnect, dispatch what local rooms missed while we were deaf."""
-        if self._epoch is None or not len(self.interest):
+        if not len(self.interest):
             return
-        rooms = list(self.interest._counts)
+        current = await self.redis.get(f"{self.prefix}epoch")
+        if current is None:
+            return  # nothing was published since Redis came back
+        if current.decode() != self._epoch:
+            # Redis lost its data: everything of the new epoch is new to us.
+            self._epoch, self._last_seq = current.decode(), 0
+        rooms = list(self.interest)
         replay = await self.replay(rooms, f"{self._epoch}-{self._last_seq}")
         for message in replay.messages:
             if message.seq > self._last_seq:
