@@ -52,23 +52,32 @@ async def produce(broker: KafkaBroker, topic: str, count: int, users: int,
         await producer.stop()
 
 
+async def bench_server(broker: KafkaBroker, topic: str, **env: str) -> ServerProcess:
+    return await ServerProcess({
+        "REALTIME_KAFKA_BOOTSTRAP": broker.bootstrap, "REALTIME_KAFKA_TOPICS": topic,
+        "REALTIME_KAFKA_GROUP_ID": f"g-{topic}", "REALTIME_KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "REALTIME_LOG_LEVEL": "WARNING", **env}).start()
+
+
+async def connect_clients(session: aiohttp.ClientSession, url: str,
+                          count: int) -> list[LeanClient]:
+    """``count`` lean clients, client i as user ``u{i}`` (room ``user:u{i}``)."""
+    clients = [LeanClient(url, mint_token(SECRET, f"u{i}")) for i in range(count)]
+    for client in clients:
+        await client.start(session)
+    return clients
+
+
 async def ingest_rate(broker: KafkaBroker, count: int, clients: int) -> tuple[float, float]:
     """Pre-produce ``count`` events, start a server reading from the beginning, time it."""
     topic = f"bench-{uuid.uuid4().hex[:6]}"
     await broker.create_topics([topic], partitions=4)
     await produce(broker, topic, count, max(1, clients))
-    server = await ServerProcess({
-        "REALTIME_KAFKA_BOOTSTRAP": broker.bootstrap, "REALTIME_KAFKA_TOPICS": topic,
-        "REALTIME_KAFKA_GROUP_ID": f"g-{topic}", "REALTIME_KAFKA_AUTO_OFFSET_RESET": "earliest",
-        "REALTIME_KAFKA_ENABLE_IDEMPOTENCE": "false", "REALTIME_LOG_LEVEL": "WARNING"}).start()
-    lean: list[LeanClient] = []
+    server = await bench_server(broker, topic, REALTIME_KAFKA_AUTO_OFFSET_RESET="earliest")
     try:
         # Clients connect before the consumer has joined (group join takes seconds).
         async with client_session() as session:
-            for i in range(clients):
-                client = LeanClient(server.url, mint_token(SECRET, f"u{i}"))
-                await client.start(session)
-                lean.append(client)
+            lean = await connect_clients(session, server.url, clients)
             first = last = None
             async with asyncio.timeout(600):
                 while True:
@@ -94,17 +103,10 @@ async def latency(broker: KafkaBroker, clients: int, rate: float,
                   seconds: float) -> dict[str, float]:
     topic = f"lat-{uuid.uuid4().hex[:6]}"
     await broker.create_topics([topic], partitions=4)
-    server = await ServerProcess({
-        "REALTIME_KAFKA_BOOTSTRAP": broker.bootstrap, "REALTIME_KAFKA_TOPICS": topic,
-        "REALTIME_KAFKA_GROUP_ID": f"g-{topic}", "REALTIME_KAFKA_ENABLE_IDEMPOTENCE": "false",
-        "REALTIME_LOG_LEVEL": "WARNING"}).start()
-    lean: list[LeanClient] = []
+    server = await bench_server(broker, topic)
     try:
         async with client_session() as session:
-            for i in range(clients):
-                client = LeanClient(server.url, mint_token(SECRET, f"u{i}"))
-                await client.start(session)
-                lean.append(client)
+            lean = await connect_clients(session, server.url, clients)
             async with asyncio.timeout(60):
                 while True:
                     async with session.get(f"{server.url}/readyz") as response:

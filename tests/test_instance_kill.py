@@ -13,7 +13,7 @@ import orjson
 
 from support.clients import Recorder
 from support.kafka import KafkaBroker
-from support.kafka_helpers import KafkaNames, wait_ready
+from support.kafka_helpers import KafkaNames, start_ready
 from support.redis_server import RedisServer
 from support.server import ServerProcess, publish_to, token
 
@@ -57,11 +57,9 @@ async def test_kill_one_of_two_instances_loses_nothing(
     await names.create(kafka_broker, partitions=2)
     env = {"REALTIME_REDIS_URL": redis_server.url, **names.env(kafka_broker)}
     a, b = ServerProcess(env), ServerProcess(env)
-    await asyncio.gather(a.start(), b.start())
     recorders: dict[int, list[Recorder]] = {}
     try:
-        await wait_ready(a.url, limit=60)
-        await wait_ready(b.url, limit=60)
+        await start_ready(a, b)
         for i in range(CLIENTS):
             recorders[i] = [await connect(a.url if i % 2 == 0 else b.url, i)]
         every_room = sorted({r for i in range(CLIENTS) for r in rooms_of(i)})

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from support.clients import connected, quiet
 from support.kafka import KafkaBroker
-from support.kafka_helpers import KafkaNames, produce, wait_ready
+from support.kafka_helpers import KafkaNames, produce, start_ready
 from support.redis_server import RedisServer
 from support.server import ServerProcess, publish_to, token
 from support.sse import sse
@@ -18,10 +16,8 @@ async def test_publish_on_one_instance_reaches_clients_on_all(
     await names.create(kafka_broker, partitions=1)
     env = {"REALTIME_REDIS_URL": redis_server.url, **names.env(kafka_broker)}
     servers = [ServerProcess(env) for _ in range(3)]
-    await asyncio.gather(*(s.start() for s in servers))
     try:
-        for server in servers:
-            await wait_ready(server.url, limit=60)
+        await start_ready(*servers)
         a, b, c = servers
         async with connected(a.url, token("u1")) as on_a, \
                 connected(b.url, token("u1")) as on_b, \

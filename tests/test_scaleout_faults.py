@@ -10,7 +10,7 @@ import orjson
 
 from support.clients import connected
 from support.kafka import KafkaBroker
-from support.kafka_helpers import KafkaNames, wait_ready
+from support.kafka_helpers import KafkaNames, start_ready, wait_ready
 from support.redis_server import RedisServer
 from support.server import ServerProcess, token
 
@@ -47,10 +47,8 @@ async def test_redis_restart_mid_stream_loses_no_consumed_event(
     await names.create(kafka_broker, partitions=2)
     env = {"REALTIME_REDIS_URL": redis_server.url, **names.env(kafka_broker)}
     a, b = ServerProcess(env), ServerProcess(env)
-    await asyncio.gather(a.start(), b.start())
     try:
-        await wait_ready(a.url, limit=60)
-        await wait_ready(b.url, limit=60)
+        await start_ready(a, b)
         async with connected(a.url, token("watcher")) as live, \
                 connected(b.url, token("watcher")) as leaver:
             streaming = asyncio.create_task(

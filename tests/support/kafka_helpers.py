@@ -12,6 +12,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from support.kafka import KafkaBroker
+from support.server import ServerProcess
 
 TOPIC_KINDS = ("user", "order", "external", "publish")
 _counter = itertools.count()
@@ -103,3 +104,10 @@ async def read_all(broker: KafkaBroker, topic: str, expect: int,
     finally:
         await consumer.stop()
     return records
+
+
+async def start_ready(*servers: ServerProcess) -> None:
+    """Start server processes together and wait until each reports ready."""
+    await asyncio.gather(*(server.start() for server in servers))
+    for server in servers:
+        await wait_ready(server.url, limit=60)
