@@ -63,3 +63,19 @@ async def test_token_by_header_and_query() -> None:
         async with connected(f"{srv.url}?token={token('q')}", auth={}) as by_query:
             await srv.publish({"id": "2", "type": "PUSH", "event": "y", "rooms": ["user:q"]})
             assert (await by_query.wait_for("y"))[0]["eventId"] == "2"
+
+
+async def _negotiated_compression(url: str) -> int:
+    import aiohttp
+
+    ws_url = url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as session, \
+            session.ws_connect(ws_url, compress=15) as ws:
+        return ws.compress
+
+
+async def test_permessage_deflate_is_off_by_default_and_configurable() -> None:
+    async with run_server() as srv:
+        assert await _negotiated_compression(srv.url) == 0
+    async with run_server(ws_compression=True) as srv:
+        assert await _negotiated_compression(srv.url) == 15

@@ -32,6 +32,7 @@ from realtime.gateways.protocol import (
     parse_token,
 )
 from realtime.gateways.session import RoomPolicy, Session, order_snapshot
+from realtime.gateways.websocket import configure_websocket
 from realtime.metrics import Metrics
 from realtime.requests import UserUpdateRequests
 from realtime.settings import Settings
@@ -91,6 +92,7 @@ class SocketIOGateway:
             http_compression=False,
             compression_threshold=1 << 30,
         )
+        configure_websocket(self.sio.eio, compress=settings.ws_compression)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_unknown)

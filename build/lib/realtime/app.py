@@ -1,0 +1,174 @@
+"""Composition root: the one place that builds every component from :class:`Settings`.
+
+    ingest (HTTP, Kafka) → Router → FanoutBus (memory | redis) → gateways (Socket.IO, SSE)
+
+Components receive what they need through their constructors; nothing below this
+module reads configuration or knows which backend the others use.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from realtime.auth import TokenVerifier
+from realtime.auth.orders import AuthorizationCallback, CircuitBreaker, OrderAccess
+from realtime.auth.tokens import load_public_key
+from realtime.bus import FanoutBus, Message, create_bus
+from realtime.bus.redis import RedisBus
+from realtime.gateways.session import RoomPolicy
+from realtime.gateways.socketio import SocketIOGateway
+from realtime.gateways.sse import SSEGateway
+from realtime.http.errors import ServiceAuth, error_middleware
+from realtime.http.health import Readiness, add_demo_route, add_routes
+from realtime.http.presence import add_presence_route
+from realtime.ingest.http import PublishEndpoint
+from realtime.ingest.kafka import KafkaIngest
+from realtime.ingest.pipeline import Ingestor
+from realtime.kafka.producer import KafkaProducer
+from realtime.metrics import Metrics
+from realtime.requests import RequestSink, UserUpdateRequests
+from realtime.routing import Router
+from realtime.settings import Settings
+from realtime.state.orders import MemoryOrderStore, OrderStore, RedisOrderStore
+from realtime.state.presence import MemoryPresence, Presence, RedisPresence
+
+log = logging.getLogger(__name__)
+
+APP_KEY = web.AppKey("realtime", object)
+
+
+@dataclass
+class Server:
+    """Everything one instance runs, wired; ``app`` is the aiohttp application to serve."""
+
+    settings: Settings
+    app: web.Application
+    bus: FanoutBus
+    orders: OrderStore
+    ingestor: Ingestor
+    socketio: SocketIOGateway
+    sse: SSEGateway
+    readiness: Readiness
+    metrics: Metrics
+    verifier: TokenVerifier
+    callback: AuthorizationCallback | None = None
+    kafka: KafkaIngest | None = None
+    producer: KafkaProducer | None = None
+    closers: list[Any] = field(default_factory=list)
+
+
+def build_verifier(settings: Settings) -> TokenVerifier:
+    return TokenVerifier(
+        algorithms=settings.jwt_algorithms,
+        secret=settings.effective_jwt_secret,
+        public_key=load_public_key(settings.jwt_public_key, settings.jwt_public_key_file),
+        jwks_url=settings.jwt_jwks_url,
+        jwks_cache_seconds=settings.jwt_jwks_cache_seconds,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway=settings.jwt_leeway,
+    )
+
+
+def build_server(settings: Settings, *, request_sink: RequestSink | None = None) -> Server:
+    """Wire one instance. ``request_sink`` overrides the Kafka producer (tests)."""
+    metrics = Metrics()
+    readiness = Readiness()
+    verifier = build_verifier(settings)
+    bus = create_bus(settings)
+    orders: OrderStore = MemoryOrderStore()
+    if isinstance(bus, RedisBus):
+        orders = RedisOrderStore(bus.redis, settings.redis_prefix,
+                                 settings.order_state_ttl_seconds)
+    callback = None
+    if settings.authz_callback_url:
+        callback = AuthorizationCallback(
+            settings.authz_callback_url,
+            timeout=settings.authz_timeout,
+            cache_seconds=settings.authz_cache_seconds,
+            breaker=CircuitBreaker(settings.authz_breaker_failures,
+                                   settings.authz_breaker_reset_seconds),
+        )
+    access = OrderAccess(settings.order_reader_roles, orders, callback)
+    presence: Presence = MemoryPresence()
+    if isinstance(bus, RedisBus):
+        presence = RedisPresence(bus.redis, settings.redis_prefix, settings.presence_ttl_seconds)
+    rooms = RoomPolicy(access, orders, bus.interest, settings.max_order_subscriptions,
+                       presence)
+    ingestor = Ingestor(Router(), bus, orders, metrics, settings.max_request_bytes)
+    producer = KafkaProducer(settings) if settings.kafka_bootstrap else None
+    kafka = KafkaIngest(settings, ingestor, producer, metrics) if producer else None
+    if request_sink is None:
+        request_sink = producer
+    user_requests = UserUpdateRequests(request_sink, settings.kafka_request_topic,
+                                       settings.admin_role)
+
+    app = web.Application(middlewares=[error_middleware],
+                          client_max_size=settings.max_request_bytes)
+    gateway = SocketIOGateway(settings=settings, verifier=verifier, rooms=rooms, bus=bus,
+                              user_requests=user_requests, metrics=metrics)
+    gateway.attach(app)
+    if settings.admin_ui_username and settings.admin_ui_password:
+        # Socket.IO Admin UI (https://admin.socket.io), production mode, own credentials.
+        gateway.sio.instrument(auth={"username": settings.admin_ui_username,
+                                     "password": settings.admin_ui_password},
+                               mode="production", read_only=True)
+    sse = SSEGateway(settings=settings, verifier=verifier, rooms=rooms, bus=bus, metrics=metrics)
+    sse.add_routes(app)
+    add_demo_route(app)
+    service_auth = ServiceAuth(verifier, settings.service_role, metrics)
+    PublishEndpoint(ingestor, service_auth, settings.publish_rate_per_second,
+                    settings.publish_burst).add_routes(app)
+    add_routes(app, readiness, metrics)
+    add_presence_route(app, presence, service_auth)
+    readiness.add("bus", bus.status)
+
+    def dispatched(message: Message, seconds: float) -> None:
+        metrics.deliveries.inc()
+        metrics.fanout_seconds.observe(seconds)
+
+    bus.on_dispatched = dispatched
+    metrics.watch_bus(lambda: bus.status()[0], lambda: bus.reconnects, lambda: bus.trims)
+    if kafka is not None:
+        readiness.add("kafka", kafka.status)
+
+    server = Server(settings=settings, app=app, bus=bus, orders=orders, ingestor=ingestor,
+                    socketio=gateway, sse=sse, readiness=readiness, metrics=metrics,
+                    verifier=verifier, callback=callback, kafka=kafka, producer=producer)
+    app[APP_KEY] = server
+
+    async def on_startup(_: web.Application) -> None:
+        await bus.start()
+        await presence.start()
+        if kafka is not None:
+            await kafka.start()
+
+    async def on_shutdown(_: web.Application) -> None:
+        # Stop ingesting first: finish in-flight fan-out and commit before clients go.
+        readiness.draining = True
+        log.info("shutting down: draining Kafka ingest")
+        if kafka is not None:
+            await kafka.stop()
+        log.info("shutting down: closing client connections")
+        await sse.close_all("server_shutdown")
+        await gateway.shutdown()
+        log.info("shutting down: done")
+
+    async def on_cleanup(_: web.Application) -> None:
+        log.info("shutting down: closing producer and bus")
+        if producer is not None:
+            await producer.close()
+        await presence.close()
+        await bus.close()
+        await orders.close()
+        if callback is not None:
+            await callback.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    return server

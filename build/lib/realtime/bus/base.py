@@ -1,0 +1,169 @@
+"""The fan-out bus contract shared by every backend (``memory://``, ``redis://``).
+
+``publish`` is the one atomic step of delivery: it de-duplicates the event, gives each
+delivery a position from one monotonic counter, appends it to the history of every
+target room and broadcasts it to the listeners of every instance. Either all of that
+happens or the call raises, so an ingest path may commit its source offset only after
+``publish`` returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from realtime.routing import Delivery
+
+log = logging.getLogger(__name__)
+
+
+class BusError(RuntimeError):
+    """Publishing failed; nothing may be considered delivered."""
+
+
+def format_position(epoch: str, seq: int) -> str:
+    return f"{epoch}-{seq}"
+
+
+def parse_position(position: object) -> tuple[str, int] | None:
+    """``(epoch, seq)`` of an opaque position string, or ``None`` when malformed."""
+    if not isinstance(position, str) or len(position) > 100:
+        return None
+    epoch, sep, seq = position.rpartition("-")
+    if not sep or not epoch or not seq.isdigit():
+        return None
+    return epoch, int(seq)
+
+
+def body_parts(event_id: str, payload: dict[str, Any]) -> tuple[bytes, bytes]:
+    """Head and tail of a delivered body; the position goes between them.
+
+    ``head + position + tail`` is the payload object with ``eventId`` and ``position``
+    first, so a backend that assigns positions server-side (Redis Lua) need not re-encode.
+    """
+    rest = orjson.dumps({k: v for k, v in payload.items() if k not in ("eventId", "position")})
+    head = b'{"eventId":' + orjson.dumps(event_id) + b',"position":"'
+    tail = b'"}' if rest == b"{}" else b'",' + rest[1:]
+    return head, tail
+
+
+@dataclass(slots=True)
+class Message:
+    """One delivery as seen by gateways: event name, rooms, ids and the encoded body."""
+
+    event: str
+    rooms: tuple[str, ...]
+    event_id: str
+    position: str
+    body: bytes
+    _data: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The body decoded once per instance (never per recipient)."""
+        if self._data is None:
+            self._data = orjson.loads(self.body)
+        return self._data
+
+    @property
+    def seq(self) -> int:
+        parsed = parse_position(self.position)
+        return parsed[1] if parsed else 0
+
+
+@dataclass(slots=True)
+class Replay:
+    """Messages after a position for some rooms, oldest first, and whether that is all of them."""
+
+    messages: list[Message]
+    recovered: bool
+
+
+Listener = Callable[[Message], Awaitable[None]]
+
+
+class RoomInterest:
+    """Reference counts of rooms that have local subscribers (any gateway).
+
+    Lets a shared bus skip, cheaply, messages for which this instance has no recipient.
+    """
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+
+    def add(self, room: str) -> None:
+        self._counts[room] += 1
+
+    def discard(self, room: str) -> None:
+        count = self._counts[room] - 1
+        if count > 0:
+            self._counts[room] = count
+        else:
+            del self._counts[room]
+
+    def __contains__(self, room: object) -> bool:
+        return room in self._counts
+
+    def any(self, rooms: Iterable[str]) -> bool:
+        counts = self._counts
+        return any(room in counts for room in rooms)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._counts))
+
+
+class FanoutBus(ABC):
+    """Base of every backend: listener registry plus the abstract publish/replay contract."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self.interest = RoomInterest()
+        #: Called after each local dispatch with (message, seconds); the server records metrics.
+        self.on_dispatched: Callable[[Message, float], None] | None = None
+        self.reconnects = 0
+        self.trims = 0
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def dispatch(self, message: Message) -> None:
+        """Hand a message to every local listener; a failing listener never stops the others."""
+        started = time.perf_counter()
+        for listener in self._listeners:
+            try:
+                await listener(message)
+            except Exception:
+                log.exception("listener failed for event %s", message.event_id,
+                              extra={"eventId": message.event_id, "rooms": len(message.rooms)})
+        if self.on_dispatched is not None:
+            self.on_dispatched(message, time.perf_counter() - started)
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect to the backend (no-op for memory)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release backend resources."""
+
+    def status(self) -> tuple[bool, str]:
+        """``(ready, reason)`` for ``/readyz``."""
+        return True, "ok"
+
+    @abstractmethod
+    async def publish(
+        self, event_id: str, deliveries: Sequence[Delivery], dedup_key: str | None = None
+    ) -> list[Message] | None:
+        """Deliver atomically; ``None`` if ``dedup_key`` (default ``event_id``) was seen."""
+
+    @abstractmethod
+    async def replay(self, rooms: Iterable[str], position: str) -> Replay:
+        """Everything delivered to ``rooms`` after ``position``, oldest first."""

@@ -1,0 +1,1 @@
+"""Gateways: the transports clients hold open (Socket.IO, Server-Sent Events)."""

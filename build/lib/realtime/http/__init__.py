@@ -1,0 +1,1 @@
+"""Plain HTTP endpoints: errors, service authentication, health and metrics."""

@@ -1,0 +1,70 @@
+"""The one error shape of the HTTP API, and service-token authentication."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from realtime.auth import AuthError, Identity, TokenVerifier
+from realtime.metrics import Metrics
+
+
+def error_response(status: int, code: str, message: str,
+                   details: Any = None) -> web.Response:
+    """``{"error": {"code", "message", "details"}}`` with ``status``."""
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+class ApiError(Exception):
+    """Raised inside handlers; :func:`error_middleware` renders it."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except ApiError as exc:
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
+        if exc.status == 429 and isinstance(exc.details, dict):
+            response.headers["Retry-After"] = str(exc.details.get("retryAfterSeconds", 1))
+        return response
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(413, "payload_too_large", exc.text or "request body too large")
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return None
+
+
+class ServiceAuth:
+    """Requires a valid token whose ``roles`` contain the service role."""
+
+    def __init__(self, verifier: TokenVerifier, service_role: str, metrics: Metrics) -> None:
+        self.verifier = verifier
+        self.service_role = service_role
+        self.metrics = metrics
+
+    async def require(self, request: web.Request) -> Identity:
+        token = bearer_token(request)
+        if token is None:
+            raise ApiError(401, "unauthorized", "missing Authorization: Bearer token")
+        try:
+            identity = await self.verifier.verify(token)
+        except AuthError as exc:
+            self.metrics.auth_failures.labels(exc.code).inc()
+            raise ApiError(401, exc.code, exc.message) from None
+        if self.service_role not in identity.roles:
+            self.metrics.auth_failures.labels("forbidden").inc()
+            raise ApiError(403, "forbidden", f"a token with role {self.service_role!r} is required")
+        return identity

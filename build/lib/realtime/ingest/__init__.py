@@ -1,0 +1,1 @@
+"""Ingest paths (HTTP publish, Kafka): they only parse, route and publish to the bus."""

@@ -1,0 +1,351 @@
+"""Kafka ingest: a consumer-group member that feeds processed events to the pipeline.
+
+Delivery is at-least-once. Each assigned partition has one worker that handles its
+records strictly in order; an offset is committed only after its record was published
+to the bus (or dead-lettered). A failing hand-off is retried with capped exponential
+backoff and jitter while that partition is paused; other partitions and connected
+clients are not affected. Per-partition queues are bounded: a full queue pauses
+fetching for that partition (back-pressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.client import AIOKafkaClient
+
+from realtime.ingest.pipeline import Ingestor
+from realtime.kafka.config import client_options
+from realtime.kafka.producer import KafkaProducer
+from realtime.metrics import Metrics
+from realtime.routing import RoutingError
+from realtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START = 0.1
+BACKOFF_CAP = 5.0
+COMMIT_INTERVAL = 0.2
+HEALTH_INTERVAL = 2.0
+
+
+def backoff_delays(start: float = BACKOFF_START, cap: float = BACKOFF_CAP) -> Any:
+    """Capped exponential backoff with full jitter: 0..start, 0..2*start, ... 0..cap."""
+    delay = start
+    while True:
+        yield random.uniform(delay / 2, delay)
+        delay = min(cap, delay * 2)
+
+
+def dead_letter_headers(record: ConsumerRecord[bytes, bytes], reason: str,
+                        message: str) -> list[tuple[str, bytes]]:
+    """Original headers plus where the record came from and why it was refused."""
+    return [
+        *[(k, v) for k, v in (record.headers or ()) if not k.startswith("x-dlq-")],
+        ("x-dlq-reason", reason.encode()),
+        ("x-dlq-error", message[:1000].encode()),
+        ("x-dlq-source-topic", record.topic.encode()),
+        ("x-dlq-source-partition", str(record.partition).encode()),
+        ("x-dlq-source-offset", str(record.offset).encode()),
+        ("x-dlq-source-timestamp", str(record.timestamp).encode()),
+    ]
+
+
+@dataclass(eq=False)
+class PartitionWorker:
+    """Handles one partition's records in order; remembers the next offset to commit."""
+
+    tp: TopicPartition
+    queue: asyncio.Queue[ConsumerRecord[bytes, bytes]]
+    task: asyncio.Task[None] | None = None
+    done_offset: int | None = None  # next offset to commit (last handled + 1)
+    committed_offset: int | None = None
+    retrying: bool = False
+
+
+class KafkaIngest:
+    """Consumer group member: fetch → per-partition workers → pipeline → commit."""
+
+    def __init__(self, settings: Settings, ingestor: Ingestor, producer: KafkaProducer,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.ingestor = ingestor
+        self.producer = producer
+        self.metrics = metrics
+        self.consumer: AIOKafkaConsumer | None = None
+        self.workers: dict[TopicPartition, PartitionWorker] = {}
+        self.assigned = False
+        self.reachable = False
+        self.last_error = "starting"
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._queue_size = max(1, settings.kafka_max_in_flight)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start in the background: the server serves clients even while Kafka is down."""
+        self._tasks = [asyncio.create_task(self._run(), name="kafka-consume"),
+                       asyncio.create_task(self._watch_broker(), name="kafka-health")]
+
+    async def stop(self) -> None:
+        """Finish in-flight records, commit, and leave the group cleanly."""
+        self._stopping = True
+        consumer = self.consumer
+        if consumer is not None:
+            consumer.pause(*consumer.assignment())
+        await self._drain_workers(list(self.workers.values()), limit=5.0)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5.0):
+                await self._commit()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for worker in self.workers.values():
+            await _cancel(worker.task)
+        self.workers.clear()
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(10.0):
+                    await consumer.stop()
+
+    async def crash_for_test(self) -> None:
+        """Simulate a crash: drop everything without committing (tests only)."""
+        self._stopping = True
+        for task in self._tasks:
+            await _cancel(task)
+        consumer = self.consumer
+        self.consumer = None
+        self.workers.clear()
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    def status(self) -> tuple[bool, str]:
+        """Ready once it joined the group and has its assignment, while the broker answers."""
+        if not self.reachable:
+            return False, f"kafka unreachable: {self.last_error}"
+        if not self.assigned:
+            return False, "kafka: waiting for partition assignment"
+        retrying = [f"{w.tp.topic}/{w.tp.partition}" for w in self.workers.values() if w.retrying]
+        if retrying:
+            return False, f"kafka: retrying {', '.join(retrying)}: {self.last_error}"
+        return True, f"kafka: {len(self.workers)} partition(s) assigned"
+
+    # --- consuming -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delays = backoff_delays()
+        while not self._stopping:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.assigned = False
+                log.warning("kafka consumer failed, restarting: %s", self.last_error)
+                await self._reset_consumer()
+                await asyncio.sleep(next(delays))
+
+    async def _consume(self) -> None:
+        settings = self.settings
+        consumer = AIOKafkaConsumer(
+            **client_options(settings, "-consumer"),
+            group_id=settings.kafka_group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=settings.kafka_auto_offset_reset,
+            max_poll_records=500,
+            fetch_max_wait_ms=50,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+        )
+        self.consumer = consumer
+        await consumer.start()
+        consumer.subscribe(settings.kafka_topics, listener=_Rebalance(self))
+        last_commit = asyncio.get_running_loop().time()
+        while not self._stopping:
+            batch = await consumer.getmany(timeout_ms=100, max_records=500)
+            for tp, records in batch.items():
+                worker = self.workers.get(tp)
+                if worker is None:
+                    continue  # revoked meanwhile; the new owner will fetch these
+                for record in records:
+                    worker.queue.put_nowait(record)
+                if worker.queue.qsize() >= self._queue_size:
+                    consumer.pause(tp)
+            self._update_lag(consumer)
+            now = asyncio.get_running_loop().time()
+            if now - last_commit >= COMMIT_INTERVAL:
+                last_commit = now
+                await self._commit()
+
+    async def _reset_consumer(self) -> None:
+        for worker in list(self.workers.values()):
+            await _cancel(worker.task)
+        self.workers.clear()
+        if self.consumer is not None:
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+            self.consumer = None
+
+    def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp, worker in self.workers.items():
+            high = consumer.highwater(tp)
+            if high is not None and worker.done_offset is not None:
+                self.metrics.kafka_lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, high - worker.done_offset))
+
+    async def _commit(self, only: list[PartitionWorker] | None = None) -> None:
+        consumer = self.consumer
+        if consumer is None:
+            return
+        offsets = {
+            w.tp: w.done_offset for w in (only if only is not None else self.workers.values())
+            if w.done_offset is not None and w.done_offset != w.committed_offset
+        }
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except Exception as exc:
+            log.warning("offset commit failed (will retry): %s", exc)
+            return
+        for worker in self.workers.values():
+            if worker.tp in offsets:
+                worker.committed_offset = offsets[worker.tp]
+
+    # --- partitions --------------------------------------------------------------------
+
+    def _assigned(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp not in self.workers:
+                worker = PartitionWorker(tp, asyncio.Queue())
+                worker.task = asyncio.create_task(self._work(worker), name=f"kafka-{tp}")
+                self.workers[tp] = worker
+        self.assigned = True
+
+    async def _revoked(self, partitions: set[TopicPartition]) -> None:
+        """Finish the record in hand, commit, and drop queued ones (the new owner refetches)."""
+        workers = [self.workers[tp] for tp in partitions if tp in self.workers]
+        for worker in workers:
+            while not worker.queue.empty():
+                worker.queue.get_nowait()
+                worker.queue.task_done()
+        await self._drain_workers(workers, limit=5.0)
+        await self._commit(workers)
+        for worker in workers:
+            await _cancel(worker.task)
+            self.workers.pop(worker.tp, None)
+
+    async def _drain_workers(self, workers: list[PartitionWorker], limit: float) -> None:
+        """Wait (at most ``limit`` seconds) until the workers handled everything queued."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit):
+                for worker in workers:
+                    await worker.queue.join()
+
+    async def _work(self, worker: PartitionWorker) -> None:
+        while True:
+            record = await worker.queue.get()
+            try:
+                await self._retrying(worker, functools.partial(self._handle, record))
+                worker.done_offset = record.offset + 1
+            finally:
+                worker.queue.task_done()
+            consumer = self.consumer
+            if (consumer is not None and worker.queue.qsize() < self._queue_size // 2
+                    and worker.tp in consumer.paused() and not self._stopping):
+                consumer.resume(worker.tp)
+
+    async def _retrying(self, worker: PartitionWorker,
+                        attempt: Callable[[], Awaitable[None]]) -> None:
+        """Run ``attempt`` until it succeeds; while failing, the partition is paused."""
+        delays = backoff_delays()
+        while True:
+            try:
+                await attempt()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.metrics.kafka_retries.inc()
+                if not worker.retrying:
+                    log.warning("hand-off failed on %s, retrying: %s", worker.tp, self.last_error)
+                worker.retrying = True
+                if self.consumer is not None and worker.tp in self.consumer.assignment():
+                    self.consumer.pause(worker.tp)
+                await asyncio.sleep(next(delays))
+                continue
+            if worker.retrying:
+                worker.retrying = False
+                log.info("hand-off recovered on %s", worker.tp)
+            return
+
+    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        self.metrics.kafka_consumed.labels(record.topic).inc()
+        try:
+            event = self.ingestor.decode(record.value)
+            await self.ingestor.ingest(event, "kafka")
+        except RoutingError as exc:
+            if exc.reason in ("invalid_json", "too_large"):
+                self.metrics.events_rejected.labels("kafka", exc.reason).inc()
+            await self.producer.send(self.settings.kafka_dlq_topic, record.key,
+                                     record.value or b"",
+                                     dead_letter_headers(record, exc.reason, exc.message))
+            log.info("dead-lettered %s/%s@%s: %s", record.topic, record.partition,
+                     record.offset, exc.reason,
+                     extra={"topic": record.topic, "partition": record.partition,
+                            "offset": record.offset, "reason": exc.reason})
+
+    # --- broker health ---------------------------------------------------------------
+
+    async def _watch_broker(self) -> None:
+        """Probe the cluster's metadata so /readyz notices a dead broker quickly."""
+        client = AIOKafkaClient(**client_options(self.settings, "-health"))
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(HEALTH_INTERVAL * 2):
+                        if not client.cluster.brokers():
+                            await client.bootstrap()
+                        await client.fetch_all_metadata()
+                    self.reachable = True
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.reachable = False
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                await asyncio.sleep(HEALTH_INTERVAL)
+        finally:
+            await client.close()
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, ingest: KafkaIngest) -> None:
+        self.ingest = ingest
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.ingest.assigned = False
+        await self.ingest._revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.ingest._assigned(set(assigned))
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -1,0 +1,65 @@
+"""The one path every event takes: decode → route → remember order facts → publish."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from realtime.bus import FanoutBus, Message
+from realtime.metrics import Metrics
+from realtime.routing import Router, RoutingError
+from realtime.state.orders import OrderStore
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    event_id: str
+    duplicate: bool
+    messages: list[Message]
+
+
+class Ingestor:
+    """Shared by HTTP publish and the Kafka consumer so both behave identically."""
+
+    def __init__(self, router: Router, bus: FanoutBus, orders: OrderStore, metrics: Metrics,
+                 max_event_bytes: int) -> None:
+        self.router = router
+        self.bus = bus
+        self.orders = orders
+        self.metrics = metrics
+        self.max_event_bytes = max_event_bytes
+
+    def decode(self, raw: bytes | None) -> object:
+        """Parse one raw event; oversized or non-JSON input raises :class:`RoutingError`."""
+        if raw is None:
+            raise RoutingError("invalid_json", "empty message")
+        if len(raw) > self.max_event_bytes:
+            raise RoutingError("too_large",
+                               f"event is {len(raw)} bytes; limit {self.max_event_bytes}")
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise RoutingError("invalid_json", f"not JSON: {exc}") from None
+
+    async def ingest(self, event: object, source: str,
+                     dedup_key: str | None = None) -> IngestResult:
+        """Route and publish one event; raises RoutingError (bad event) or BusError."""
+        self.metrics.events_received.labels(source).inc()
+        try:
+            routed = self.router.route(event)
+        except RoutingError as exc:
+            self.metrics.events_rejected.labels(source, exc.reason).inc()
+            raise
+        if routed.order_id is not None and (routed.owner_id or routed.order_status):
+            await self.orders.record(routed.order_id, routed.owner_id, routed.order_status)
+        try:
+            messages = await self.bus.publish(routed.event_id, routed.deliveries, dedup_key)
+        except Exception:
+            self.metrics.bus_publish_failures.inc()
+            raise
+        if messages is None:
+            self.metrics.events_deduplicated.inc()
+            return IngestResult(routed.event_id, True, [])
+        self.metrics.events_routed.labels(routed.type).inc()
+        return IngestResult(routed.event_id, False, messages)

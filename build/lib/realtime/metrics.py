@@ -1,0 +1,92 @@
+"""Prometheus metrics, one registry per server (so tests can run several in one process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    """Every metric the server exports; names are stable (see README "Metrics")."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.connections = Gauge(
+            "realtime_connections", "Open client connections.", ["transport"], registry=registry)
+        self.events_received = Counter(
+            "realtime_events_received_total", "Events received by an ingest path.", ["source"],
+            registry=registry)
+        self.events_routed = Counter(
+            "realtime_events_routed_total", "Events routed and published to the bus.", ["type"],
+            registry=registry)
+        self.events_deduplicated = Counter(
+            "realtime_events_deduplicated_total", "Events dropped as duplicates of a seen id.",
+            registry=registry)
+        self.events_rejected = Counter(
+            "realtime_events_rejected_total",
+            "Events refused (dead-lettered from Kafka, 400 over HTTP).", ["source", "reason"],
+            registry=registry)
+        self.deliveries = Counter(
+            "realtime_messages_fanned_out_total",
+            "Bus messages handed to this instance's gateways.", registry=registry)
+        self.fanout_seconds = Histogram(
+            "realtime_fanout_seconds", "Time to hand one bus message to local recipients.",
+            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
+            registry=registry)
+        self.client_refusals = Counter(
+            "realtime_client_refusals_total",
+            "Client events refused (rate limit, size, invalid payload, authorization).",
+            ["reason"], registry=registry)
+        self.auth_failures = Counter(
+            "realtime_auth_failures_total", "Refused credentials by code.", ["code"],
+            registry=registry)
+        self.kafka_consumed = Counter(
+            "realtime_kafka_messages_consumed_total", "Kafka records consumed.", ["topic"],
+            registry=registry)
+        self.kafka_retries = Counter(
+            "realtime_kafka_retries_total", "Retries of a failed hand-off to the bus.",
+            registry=registry)
+        self.kafka_lag = Gauge(
+            "realtime_kafka_consumer_lag", "Records behind the partition end.",
+            ["topic", "partition"], registry=registry)
+        self.bus_publish_failures = Counter(
+            "realtime_bus_publish_failures_total", "Publishes to the fan-out bus that failed.",
+            registry=registry)
+
+        self.sse_bytes = Counter(
+            "realtime_sse_bytes_total", "Bytes written to SSE streams.", registry=registry)
+        self.sse_slow_disconnects = Counter(
+            "realtime_sse_slow_disconnects_total",
+            "SSE clients cut off because their buffer limit was reached.", registry=registry)
+
+
+    def watch_bus(self, connected: Callable[[], bool], reconnects: Callable[[], int],
+                  trims: Callable[[], int]) -> None:
+        """Export the bus backend's own counters (read at scrape time)."""
+        self.registry.register(_BusCollector(connected, reconnects, trims))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _BusCollector(Collector):
+    def __init__(self, connected: Callable[[], bool], reconnects: Callable[[], int],
+                 trims: Callable[[], int]) -> None:
+        self._connected, self._reconnects, self._trims = connected, reconnects, trims
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("realtime_bus_connected",
+                                "1 while the fan-out bus backend (Redis) is reachable.",
+                                value=1.0 if self._connected() else 0.0)
+        yield CounterMetricFamily("realtime_bus_listener_reconnects",
+                                  "Times the Redis listener reconnected after losing Redis.",
+                                  value=self._reconnects())
+        yield CounterMetricFamily("realtime_history_trims",
+                                  "History entries dropped by the length/age bounds.",
+                                  value=self._trims())

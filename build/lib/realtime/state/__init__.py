@@ -1,0 +1,1 @@
+"""State shared by all gateways of an instance (or, with Redis, of all instances)."""
