@@ -1,3 +1,0 @@
-from realtime.cli import main
-
-raise SystemExit(main())

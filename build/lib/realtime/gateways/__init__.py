@@ -1,1 +1,0 @@
-"""Gateways: the transports clients hold open (Socket.IO, Server-Sent Events)."""

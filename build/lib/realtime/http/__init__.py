@@ -1,1 +1,0 @@
-"""Plain HTTP endpoints: errors, service authentication, health and metrics."""

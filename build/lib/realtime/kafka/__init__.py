@@ -1,1 +1,0 @@
-"""Kafka plumbing shared by the consumer (ingest) and the producer (requests, dead letters)."""

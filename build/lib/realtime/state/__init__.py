@@ -1,1 +1,0 @@
-"""State shared by all gateways of an instance (or, with Redis, of all instances)."""
