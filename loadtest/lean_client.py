@@ -1,8 +1,8 @@
-"""A lean Socket.IO v5 / Engine.IO v4 WebSocket client for load tests.
+"""Lean load clients: Socket.IO v5 / Engine.IO v4 over WebSocket, and Server-Sent Events.
 
-No compression, no reconnection, minimal parsing: it answers pings, records every event's
-arrival time and (if the payload has ``ts``, a publish timestamp in seconds) its latency.
-Many hundreds run in one process without the client becoming the bottleneck.
+No compression, no reconnection, minimal parsing: they answer pings, record every event's
+id and (if the payload has ``ts``, a publish timestamp in seconds) its latency. Thousands
+run in one process without the client becoming the bottleneck.
 """
 
 from __future__ import annotations
@@ -19,20 +19,25 @@ import orjson
 
 @dataclass
 class LeanClient:
+    """A WebSocket Socket.IO client."""
+
     url: str
     token: str
     latencies: list[float] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    connect_seconds: float = 0.0
     _task: asyncio.Task[None] | None = None
     _ws: aiohttp.ClientWebSocketResponse | None = None
 
     async def start(self, session: aiohttp.ClientSession) -> None:
+        started = time.monotonic()
         ws_url = self.url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
         ws = await session.ws_connect(ws_url, compress=0, autoping=False, max_msg_size=0)
         self._ws = ws
         self._task = asyncio.create_task(self._run(ws))
         await asyncio.wait_for(self.connected.wait(), 30)
+        self.connect_seconds = time.monotonic() - started
 
     async def _run(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for message in ws:
@@ -55,10 +60,10 @@ class LeanClient:
         await ws.close()
 
     def record(self, payload: Any, now: float) -> None:
-        if isinstance(payload, dict):
+        if isinstance(payload, dict) and "eventId" in payload:
             if "ts" in payload:
                 self.latencies.append(now - payload["ts"])
-            self.event_ids.append(str(payload.get("eventId")))
+            self.event_ids.append(str(payload["eventId"]))
 
     def abort(self) -> None:
         """Drop the TCP connection at once (a client vanishing, as in a network cut)."""
@@ -70,6 +75,29 @@ class LeanClient:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+
+@dataclass
+class LeanSSEClient(LeanClient):
+    """An EventSource-like client of ``GET /sse`` (realtime only; no Socket.IO)."""
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        started = time.monotonic()
+        response = await session.get(f"{self.url}/sse", params={"token": self.token},
+                                     timeout=aiohttp.ClientTimeout(total=None))
+        response.raise_for_status()
+        self._task = asyncio.create_task(self._read(response))
+        self.connected.set()
+        self.connect_seconds = time.monotonic() - started
+
+    async def _read(self, response: aiohttp.ClientResponse) -> None:
+        async with response:
+            async for line in response.content:
+                if line.startswith(b"data: {"):
+                    self.record(orjson.loads(line[6:]), time.time())
+
+    def abort(self) -> None:  # pragma: no cover - not used for SSE
+        raise NotImplementedError
 
 
 def client_session() -> aiohttp.ClientSession:

@@ -61,9 +61,10 @@ class Metrics:
 
         self.sse_bytes = Counter(
             "realtime_sse_bytes_total", "Bytes written to SSE streams.", registry=registry)
-        self.sse_slow_disconnects = Counter(
-            "realtime_sse_slow_disconnects_total",
-            "SSE clients cut off because their buffer limit was reached.", registry=registry)
+        self.slow_disconnects = Counter(
+            "realtime_slow_disconnects_total",
+            "Clients cut off because their send buffer limit was reached.", ["transport"],
+            registry=registry)
 
 
     def watch_bus(self, connected: Callable[[], bool], reconnects: Callable[[], int],

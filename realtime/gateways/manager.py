@@ -3,7 +3,11 @@
 python-socketio's stock manager finds a socket's rooms by scanning every room of the
 namespace and keeps pending sids in lists, so disconnecting N sockets that each have a
 personal room costs O(N²) (20k sockets took ~89 s). This manager keeps a sid → rooms
-index and set-backed pending collections; everything else is inherited unchanged.
+index and set-backed pending collections.
+
+Its ``emit`` is the broadcast fast path: the packet is encoded and framed once and handed
+to each recipient's socket through :meth:`FastEngine.deliver
+<realtime.gateways.engine.FastEngine.deliver>`, with no task per recipient.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 import socketio
+from engineio import packet as eio_packet
+from socketio import packet
 
 
 class _SidSet(dict[str, None]):
@@ -27,6 +33,27 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self.sid_rooms: dict[tuple[str, str], set[Any]] = {}
+
+    async def emit(self, event: str, data: Any, namespace: str, room: Any = None,
+                   skip_sid: Any = None, callback: Any = None, to: Any = None,
+                   **kwargs: Any) -> None:
+        if callback is not None:  # each recipient needs its own ack id: the stock path
+            await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
+                               callback=callback, to=to, **kwargs)
+            return
+        if namespace not in self.rooms:
+            return
+        args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
+        encoded = self.server.packet_class(packet.EVENT, namespace=namespace,
+                                           data=[event, *args]).encode()
+        packets = [eio_packet.Packet(eio_packet.MESSAGE, part)
+                   for part in (encoded if isinstance(encoded, list) else [encoded])]
+        engine = self.server.eio
+        frames = engine.encode(packets)
+        skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
+        for sid, eio_sid in self.get_participants(namespace, to or room):
+            if sid not in skip:
+                engine.deliver(eio_sid, packets, frames)
 
     def pre_connect(self, eio_sid: str, namespace: str) -> str | None:
         self.pending_connect.setdefault(namespace, _SidSet())

@@ -21,6 +21,8 @@ from aiohttp import web
 
 from realtime.auth import AuthError, Identity, TokenVerifier
 from realtime.bus import FanoutBus, Message
+from realtime.gateways.catchup import CatchUp
+from realtime.gateways.engine import FastEngine
 from realtime.gateways.limits import TokenBucket
 from realtime.gateways.manager import IndexedManager
 from realtime.gateways.protocol import (
@@ -32,7 +34,6 @@ from realtime.gateways.protocol import (
     parse_token,
 )
 from realtime.gateways.session import RoomPolicy, Session, order_snapshot
-from realtime.gateways.websocket import configure_websocket
 from realtime.metrics import Metrics
 from realtime.requests import UserUpdateRequests
 from realtime.settings import Settings
@@ -47,7 +48,11 @@ Handler = Callable[["Connection", Any], Awaitable[Reply]]
 
 
 class _Server(socketio.AsyncServer):  # type: ignore[misc]
-    """AsyncServer that records whether each incoming event carries an ack id."""
+    """AsyncServer on a :class:`FastEngine` that records whether each incoming event
+    carries an ack id."""
+
+    def _engineio_server_class(self) -> type[FastEngine]:
+        return FastEngine
 
     async def _handle_event(self, eio_sid: str, namespace: str, id: int | None,
                             data: Any) -> None:
@@ -65,8 +70,8 @@ class Connection(Session):
     bucket: TokenBucket = field(default_factory=lambda: TokenBucket(1, 1))
     refusals: int = 0
     auth_deadline: asyncio.TimerHandle | None = None
-    #: Live messages held back while a connect-time replay is being sent.
-    pending: list[Message] | None = None
+    #: Set while a connect-time replay is sent and until the live stream passes it.
+    catch_up: CatchUp | None = None
 
 
 class SocketIOGateway:
@@ -92,7 +97,8 @@ class SocketIOGateway:
             http_compression=False,
             compression_threshold=1 << 30,
         )
-        configure_websocket(self.sio.eio, compress=settings.ws_compression)
+        self.sio.eio.configure(compress=settings.ws_compression,
+                               buffer_limit=settings.ws_buffer_bytes, on_slow=self._on_slow)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_unknown)
@@ -122,10 +128,14 @@ class SocketIOGateway:
         skip: list[str] | None = None
         if self._replaying:
             skip = []
-            for sid, conn in self._replaying.items():
-                if conn.pending is not None and not conn.rooms.isdisjoint(message.rooms):
-                    conn.pending.append(message)
+            for sid, conn in list(self._replaying.items()):
+                if conn.catch_up is None or conn.rooms.isdisjoint(message.rooms):
+                    continue
+                if not conn.catch_up.admit(message):
                     skip.append(sid)
+                elif conn.catch_up.done:
+                    conn.catch_up = None
+                    del self._replaying[sid]
         rooms = message.rooms
         await self.sio.emit(message.event, message.data,
                             to=rooms[0] if len(rooms) == 1 else list(rooms), skip_sid=skip)
@@ -133,6 +143,9 @@ class SocketIOGateway:
     async def _send_messages(self, sid: str, messages: list[Message]) -> None:
         for message in messages:
             await self.sio.emit(message.event, message.data, to=sid)
+
+    def _on_slow(self, eio_sid: str) -> None:
+        self.metrics.slow_disconnects.labels("websocket").inc()
 
     # --- connection lifecycle --------------------------------------------------------
 
@@ -160,12 +173,13 @@ class SocketIOGateway:
         order_ids = await self._connect_orders(sid, identity, auth)
         self.connections[sid] = conn
         self._count(+1)
+        if position is not None:  # hold live messages from the moment the socket joins rooms
+            conn.catch_up = CatchUp()
+            self._replaying[sid] = conn
         await self._adopt(conn, identity)
         for order_id in order_ids:
             await self.sio.enter_room(sid, self.rooms.add_order(conn, order_id))
         if position is not None:
-            conn.pending = []
-            self._replaying[sid] = conn
             self._spawn(self._replay_on_connect, conn, position)
         return True
 
@@ -234,12 +248,14 @@ class SocketIOGateway:
         except Exception:
             log.warning("replay failed for %s", conn.id, exc_info=True)
             replay = None
-        sent = {m.position for m in replay.messages} if replay else set()
-        if replay:
-            await self._send_messages(conn.id, replay.messages)
-        pending, conn.pending = conn.pending or [], None
-        self._replaying.pop(conn.id, None)
-        await self._send_messages(conn.id, [m for m in pending if m.position not in sent])
+        replayed = replay.messages if replay else []
+        await self._send_messages(conn.id, replayed)
+        assert conn.catch_up is not None
+        held = conn.catch_up.finish(replayed)
+        if conn.catch_up.done:
+            conn.catch_up = None
+            self._replaying.pop(conn.id, None)
+        await self._send_messages(conn.id, held)
         await self.sio.emit("recovered", {"recovered": bool(replay and replay.recovered)},
                             to=conn.id)
 

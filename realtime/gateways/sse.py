@@ -21,6 +21,7 @@ from aiohttp import web
 
 from realtime.auth import AuthError, TokenVerifier
 from realtime.bus import FanoutBus, Message
+from realtime.gateways.catchup import CatchUp
 from realtime.gateways.protocol import ClientError, parse_order_id
 from realtime.gateways.session import RoomPolicy, Session
 from realtime.http.errors import ApiError, bearer_token
@@ -46,8 +47,8 @@ class Stream(Session):
     buffered: int = 0
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     closing: str | None = None
-    #: Live frames held back while a resume replay is being written (position, frame).
-    pending: list[tuple[str, bytes]] | None = None
+    #: Set while a resume replay is written and until the live stream passes it.
+    catch_up: CatchUp | None = None
     transport: Any = None
 
 
@@ -80,10 +81,12 @@ class SSEGateway:
             return
         data = frame(message.event, message.body, message.position)
         for stream in recipients:
-            if stream.pending is not None:
-                stream.pending.append((message.position, data))
-            else:
+            if stream.catch_up is None:
                 self._queue(stream, data)
+            elif stream.catch_up.admit(message):
+                self._queue(stream, data)
+                if stream.catch_up.done:
+                    stream.catch_up = None
 
     def _queue(self, stream: Stream, data: bytes) -> None:
         if stream.closing:
@@ -91,7 +94,7 @@ class SSEGateway:
         stream.outbox.append(data)
         stream.buffered += len(data)
         if stream.buffered > self.settings.sse_buffer_bytes:
-            self.metrics.sse_slow_disconnects.inc()
+            self.metrics.slow_disconnects.labels("sse").inc()
             log.info("sse client %s too slow (%d bytes buffered); disconnecting",
                      stream.id, stream.buffered, extra={"connectionId": stream.id})
             self._close(stream, "slow_client")
@@ -141,7 +144,7 @@ class SSEGateway:
         stream.transport = request.transport
         resume_from = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
         if resume_from:
-            stream.pending = []
+            stream.catch_up = CatchUp()
         self._register(stream)
         stream.schedule_expiry(lambda: self._expired(stream))
         try:
@@ -162,14 +165,12 @@ class SSEGateway:
         except Exception:
             log.warning("sse replay failed", exc_info=True)
             messages, recovered = [], False
-        sent = set()
-        for message in messages:
-            sent.add(message.position)
+        assert stream.catch_up is not None
+        held = stream.catch_up.finish(messages)
+        if stream.catch_up.done:
+            stream.catch_up = None
+        for message in messages + held:
             self._queue(stream, frame(message.event, message.body, message.position))
-        pending, stream.pending = stream.pending or [], None
-        for position_, data in pending:
-            if position_ not in sent:
-                self._queue(stream, data)
         self._queue(stream, frame("recovered", orjson.dumps({"recovered": recovered})))
 
     async def _pump(self, stream: Stream, response: web.StreamResponse) -> None:

@@ -1,31 +1,172 @@
-"""WebSocket transport options engine.io does not expose: permessage-deflate on or off.
+"""The WebSocket transport under engine.io: prebuilt frames, one write per socket per tick.
 
-Compressing every frame for every socket costs far more CPU than the bandwidth it saves
-for small JSON events, so it is off unless ``REALTIME_WS_COMPRESSION=true``.
+engine.io's stock path sends every packet to every recipient through a queue, a writer
+task and aiohttp's frame builder (plus permessage-deflate). A broadcast sends the same
+bytes to N sockets, so here a frame is built once and appended to each recipient's
+:class:`Outbox`; the :class:`Flusher` writes each outbox's frames to its transport as one
+``transport.write`` at the end of the loop tick. Every WebSocket write of a socket —
+broadcasts, acks, snapshots, engine.io pings — goes through its outbox, so they leave in
+the order they were sent. A client that does not read is cut off when its transport
+buffer passes a limit (it reconnects and resumes from history) instead of growing memory.
 """
 
 from __future__ import annotations
 
+import asyncio
+import struct
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp.web import WebSocketResponse
 from engineio.async_drivers.aiohttp import WebSocket
 
 
-class _WebSocket(WebSocket):  # type: ignore[misc]
-    compress = False
+def frame(message: str | bytes) -> bytes:
+    """One unmasked (server → client) WebSocket frame: text for ``str``, binary for bytes."""
+    if isinstance(message, str):
+        payload, first = message.encode(), 0x81
+    else:
+        payload, first = message, 0x82
+    size = len(payload)
+    if size < 126:
+        header = bytes((first, size))
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", first, 126, size)
+    else:
+        header = struct.pack("!BBQ", first, 127, size)
+    return header + payload
+
+
+class Flusher:
+    """Writes every outbox that received frames during this loop tick, once, at its end."""
+
+    def __init__(self) -> None:
+        self._dirty: list[Outbox] = []
+
+    def mark(self, box: Outbox) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._dirty.append(box)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for box in dirty:
+            box.flush()
+
+
+class Outbox:
+    """Frames waiting for one socket's transport; cut off past ``limit`` unsent bytes."""
+
+    __slots__ = ("flusher", "limit", "on_slow", "parts", "transport")
+
+    def __init__(self, transport: asyncio.Transport, flusher: Flusher, limit: int,
+                 on_slow: Callable[[Outbox], None]) -> None:
+        self.transport = transport
+        self.flusher = flusher
+        self.limit = limit
+        self.on_slow = on_slow
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self.parts:
+            self.flusher.mark(self)
+        self.parts.append(data)
+
+    def flush(self) -> None:
+        parts = self.parts
+        if not parts:
+            return
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > self.limit:
+            self.on_slow(self)
+
+
+class TeardownThrottle:
+    """Lets at most ``per_tick`` closed sockets tear down per loop iteration.
+
+    When thousands of clients vanish at once, every reader wakes in the same iteration;
+    tearing them all down there would stall the loop for seconds (health checks and live
+    traffic included). Spreading the work keeps each iteration short.
+    """
+
+    def __init__(self, per_tick: int = 100) -> None:
+        self.per_tick = per_tick
+        self._used = 0
+        self._waiters: list[asyncio.Future[None]] = []
+        self._scheduled = False
+
+    async def turn(self) -> None:
+        if not self._waiters and self._used < self.per_tick:
+            self._used += 1
+            self._schedule()
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._schedule()
+        await waiter
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._next_tick)
+
+    def _next_tick(self) -> None:
+        self._scheduled = False
+        granted, self._waiters = self._waiters[:self.per_tick], self._waiters[self.per_tick:]
+        self._used = len(granted)
+        for waiter in granted:
+            if not waiter.done():
+                waiter.set_result(None)
+        if self._used:
+            self._schedule()
+
+
+class FastWebSocket(WebSocket):  # type: ignore[misc]
+    """engine.io's aiohttp WebSocket wrapper, writing through an :class:`Outbox`.
+
+    ``self.server`` is the :class:`~realtime.gateways.engine.FastEngine` that owns it.
+    """
+
+    box: Outbox | None = None
 
     async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
         request = environ["aiohttp.request"]
-        self._sock = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size,
-                                       compress=self.compress)
+        engine = self.server
+        self._sock = WebSocketResponse(max_msg_size=engine.max_http_buffer_size,
+                                       compress=engine.compress)
         await self._sock.prepare(request)
         self.environ = environ
-        await self.handler(self)
+        socket = self.handler.__self__  # the engine.io socket this connection belongs to
+        if not engine.compress and request.transport is not None:
+            self.box = engine.open_outbox(socket, request.transport)
+        try:
+            await self.handler(self)
+        finally:
+            if self.box is not None:
+                self.box.flush()
+                engine.close_outbox(socket, self.box)
         return self._sock
 
+    async def send(self, message: str | bytes) -> None:
+        if self.box is None:
+            await super().send(message)
+        else:
+            self.box.write(frame(message))
 
-def configure_websocket(engineio_server: Any, *, compress: bool) -> None:
-    """Use our WebSocket wrapper for this engine.io server only (no global patching)."""
-    websocket = type("WebSocket", (_WebSocket,), {"compress": compress})
-    engineio_server._async = {**engineio_server._async, "websocket": websocket}
+    async def close(self) -> None:
+        if self.box is not None:
+            self.box.flush()
+        await self._sock.close()
+
+    async def wait(self) -> str | bytes:
+        message = await self._sock.receive()
+        data = message.data
+        if not isinstance(data, (bytes, str)):
+            await self.server.teardown.turn()
+            raise OSError("websocket closed")
+        return data

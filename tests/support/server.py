@@ -81,18 +81,25 @@ async def run_server(request_sink: RequestSink | None = None,
 class ServerProcess:
     """``realtime serve`` as a child process (for kill -9 and multi-instance tests)."""
 
-    def __init__(self, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, port: int | None = None, *,
+                 argv: list[str] | None = None, cpus: str | None = None) -> None:
+        """``argv`` runs another server (benchmarks: the Node reference) on ``PORT``;
+        ``cpus`` pins it (``taskset -c``) so benchmarks keep server and load apart."""
         self.port = port or free_port()
+        self.argv = argv or [sys.executable, "-m", "realtime", "serve"]
+        if cpus is not None:
+            self.argv = ["taskset", "-c", cpus, *self.argv]
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "REALTIME_JWT_SECRET": SECRET, "REALTIME_HOST": "127.0.0.1",
-                    "REALTIME_PORT": str(self.port), **(env or {})}
+                    "REALTIME_PORT": str(self.port), "PORT": str(self.port), "SECRET": SECRET,
+                    **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = f"/tmp/realtime-test-{self.port}.log"
 
     async def start(self, timeout: float = 20.0) -> ServerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen([sys.executable, "-m", "realtime", "serve"], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT)
         try:
             await self.wait_healthy(self.url, self.proc, timeout)
         except RuntimeError as exc:

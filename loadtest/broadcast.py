@@ -1,0 +1,215 @@
+"""Fan-out benchmarks: realtime against the Node.js Socket.IO reference, in the same run.
+
+    python -m loadtest.broadcast                       # every scenario, both servers
+    python -m loadtest.broadcast --scenario burst steady --clients 1000
+
+Scenarios (each server in turn, pinned to CPU 0 with ``taskset``; the load client on CPU 1):
+  burst   one room of N WebSocket clients, a burst of 100 events in one publish request
+  steady  the same room, one event per publish request at ``--steady-rate`` events/s
+  rooms   N clients each in its own user room, events spread over the rooms
+  idle    ``--idle-clients`` idle connections: RSS growth per connection
+Server CPU is read from /proc for the server process only, from the moment every client is
+connected until the last delivery. Output: a table, ``loadtest/results/<scenario>.json`` and
+``.png`` (latency distribution). ``--sse M`` adds M SSE clients to realtime's runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from loadtest.lean_client import LeanClient, LeanSSEClient, client_session
+from loadtest.proc import cpu_seconds, rss_bytes
+from loadtest.report import Run, print_table, save, tally
+from realtime.auth.tokens import mint_token
+from support.server import SECRET, ServerProcess, service_token
+
+REFERENCE = Path(__file__).resolve().parent / "reference"
+SERVER_CPU, LOAD_CPU = "0", 1
+BENCH_ENV = {"REALTIME_LOG_LEVEL": "WARNING", "REALTIME_PUBLISH_RATE_PER_SECOND": "1000000",
+             "REALTIME_PUBLISH_BURST": "1000000"}
+Event = dict[str, object]
+
+
+def start_server(name: str, env: dict[str, str] | None = None) -> ServerProcess:
+    if name == "realtime":
+        return ServerProcess({**BENCH_ENV, **(env or {})}, cpus=SERVER_CPU)
+    return ServerProcess(env, argv=["node", str(REFERENCE / "server.mjs")], cpus=SERVER_CPU)
+
+
+def ensure_reference() -> None:
+    if not (REFERENCE / "node_modules" / "socket.io").exists():
+        print("installing the reference server's node packages (npm ci) ...", flush=True)
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                       cwd=REFERENCE, check=True)
+
+
+async def connect(session: aiohttp.ClientSession, url: str, subs: list[str], roles: list[str],
+                  sse: int = 0) -> list[LeanClient]:
+    """One WebSocket client per ``subs`` entry (the last ``sse`` of them over SSE)."""
+    clients: list[LeanClient] = [
+        (LeanSSEClient if i >= len(subs) - sse else LeanClient)(
+            url, mint_token(SECRET, sub, roles=roles, ttl=24 * 3600))
+        for i, sub in enumerate(subs)]
+    for start in range(0, len(clients), 250):
+        await asyncio.gather(*(c.start(session) for c in clients[start:start + 250]))
+        if len(clients) > 2000:
+            print(f"    {min(len(clients), start + 250):,} connected", flush=True)
+    return clients
+
+
+async def publish(session: aiohttp.ClientSession, url: str, events: list[Event]) -> None:
+    async with session.post(f"{url}/api/v1/publish", data=orjson.dumps(events),
+                            headers={"Authorization": f"Bearer {service_token()}"}) as response:
+        if response.status >= 300:
+            raise RuntimeError(f"publish failed: {response.status} {await response.text()}")
+
+
+def event(run_id: str, n: int, room: str) -> Event:
+    return {"id": f"{run_id}-{n}", "type": "PUSH", "event": "bench", "rooms": [room],
+            "data": {"n": n, "ts": time.time()}}
+
+
+async def measure(name: str, args: argparse.Namespace, rooms_per_client: Callable[[int], str],
+                  send: Callable[[aiohttp.ClientSession, str, str], Awaitable[list[Event]]],
+                  sse: int = 0) -> Run:
+    """Start ``name``, connect clients, run ``send``, wait for every delivery; measure."""
+    server = await start_server(name).start()
+    assert server.proc is not None
+    pid, run_id = server.proc.pid, uuid.uuid4().hex[:8]
+    subs = [f"u{i}" for i in range(args.clients)]
+    try:
+        async with client_session() as session:
+            clients = await connect(session, server.url, subs, ["bench"], sse=sse)
+            await asyncio.sleep(0.5)
+            cpu0, t0 = cpu_seconds(pid), time.monotonic()
+            events = await send(session, server.url, run_id)
+            expected: list[set[str]] = [set() for _ in clients]
+            index = {rooms_per_client(i): i for i in range(len(clients))}
+            for e in events:
+                for room in e["rooms"]:  # type: ignore[attr-defined]
+                    targets = range(len(clients)) if room == "role:bench" else [index[room]]
+                    for i in targets:
+                        expected[i].add(str(e["id"]))
+            total = sum(len(x) for x in expected)
+            deadline = time.monotonic() + args.timeout
+            while sum(len(c.event_ids) for c in clients) < total \
+                    and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            cpu1, t1 = cpu_seconds(pid), time.monotonic()
+            run = tally(Run(name, len(clients), seconds=t1 - t0, cpu_seconds=cpu1 - cpu0),
+                        clients, expected)
+            for client in clients:
+                await client.stop()
+            return run
+    finally:
+        server.kill()
+
+
+async def burst(name: str, args: argparse.Namespace) -> Run:
+    async def send(session: aiohttp.ClientSession, url: str, run_id: str) -> list[Event]:
+        events = [event(run_id, n, "role:bench") for n in range(args.burst)]
+        await publish(session, url, events)
+        return events
+
+    return await measure(name, args, lambda i: f"user:u{i}", send,
+                         sse=args.sse if name == "realtime" else 0)
+
+
+async def steady(name: str, args: argparse.Namespace) -> Run:
+    async def send(session: aiohttp.ClientSession, url: str, run_id: str) -> list[Event]:
+        events, start = [], time.monotonic()
+        for n in range(args.steady_events):
+            events.append(event(run_id, n, "role:bench"))
+            await publish(session, url, events[-1:])
+            delay = start + (n + 1) / args.steady_rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        return events
+
+    return await measure(name, args, lambda i: f"user:u{i}", send,
+                         sse=args.sse if name == "realtime" else 0)
+
+
+async def rooms(name: str, args: argparse.Namespace) -> Run:
+    async def send(session: aiohttp.ClientSession, url: str, run_id: str) -> list[Event]:
+        events = [event(run_id, n, f"user:u{n % args.clients}") for n in range(args.room_events)]
+        for start in range(0, len(events), 100):
+            await publish(session, url, events[start:start + 100])
+        return events
+
+    return await measure(name, args, lambda i: f"user:u{i}", send)
+
+
+async def idle(name: str, args: argparse.Namespace) -> Run:
+    server = await start_server(name).start()
+    assert server.proc is not None
+    pid = server.proc.pid
+    try:
+        async with client_session() as session:
+            await asyncio.sleep(0.5)
+            rss0 = rss_bytes(pid)
+            clients = await connect(session, server.url,
+                                    [f"u{i}" for i in range(args.idle_clients)], ["bench"])
+            await asyncio.sleep(2)
+            rss1 = rss_bytes(pid)
+            run = tally(Run(name, len(clients)), clients, [set() for _ in clients])
+            run.extra["RSS KB per connection"] = (rss1 - rss0) / len(clients) / 1024
+            for client in clients:
+                await client.stop()
+            return run
+    finally:
+        server.kill()
+
+
+SCENARIOS: dict[str, tuple[Callable[[str, argparse.Namespace], Awaitable[Run]], str]] = {
+    "burst": (burst, "CPU per delivery ≤ 0.25 x reference"),
+    "steady": (steady, "CPU per delivery ≤ 0.75 x reference"),
+    "rooms": (rooms, ""),
+    "idle": (idle, "≤ 20 KB per connection"),
+}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", nargs="+", choices=list(SCENARIOS),
+                        default=list(SCENARIOS))
+    parser.add_argument("--servers", nargs="+", choices=["realtime", "reference"],
+                        default=["realtime", "reference"])
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--sse", type=int, default=0, help="SSE clients (realtime only)")
+    parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument("--steady-events", type=int, default=200)
+    parser.add_argument("--steady-rate", type=float, default=50.0)
+    parser.add_argument("--room-events", type=int, default=5000)
+    parser.add_argument("--idle-clients", type=int, default=10000)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {LOAD_CPU})
+    if "reference" in args.servers:
+        ensure_reference()
+    for scenario in args.scenario:
+        runner, target = SCENARIOS[scenario]
+        runs = []
+        for name in args.servers:
+            print(f"[{scenario}] {name} ...", flush=True)
+            runs.append(await runner(name, args))
+        print_table(scenario, runs, target)
+        print(f"  → {save(scenario, runs, plot=scenario != 'idle')}", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
