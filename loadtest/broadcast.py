@@ -30,7 +30,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from loadtest.lean_client import LeanClient, LeanSSEClient, client_session
+from loadtest.lean_client import LeanClient, LeanSSEClient, client_session, no_gc_pauses
 from loadtest.proc import cpu_seconds, rss_bytes
 from loadtest.report import Run, print_table, save, tally
 from realtime.auth.tokens import mint_token
@@ -82,6 +82,18 @@ def event(run_id: str, n: int, room: str) -> Event:
             "data": {"n": n, "ts": time.time()}}
 
 
+def expected_ids(events: list[Event], clients: int,
+                 rooms_per_client: Callable[[int], str]) -> list[set[str]]:
+    """Per client, the event ids it must receive (``role:bench`` reaches everyone)."""
+    expected: list[set[str]] = [set() for _ in range(clients)]
+    index = {rooms_per_client(i): i for i in range(clients)}
+    for e in events:
+        for room in e["rooms"]:  # type: ignore[attr-defined]
+            for i in range(clients) if room == "role:bench" else [index[room]]:
+                expected[i].add(str(e["id"]))
+    return expected
+
+
 async def measure(name: str, args: argparse.Namespace, rooms_per_client: Callable[[int], str],
                   send: Callable[[aiohttp.ClientSession, str, str], Awaitable[list[Event]]],
                   sse: int = 0) -> Run:
@@ -94,21 +106,16 @@ async def measure(name: str, args: argparse.Namespace, rooms_per_client: Callabl
         async with client_session() as session:
             clients = await connect(session, server.url, subs, ["bench"], sse=sse)
             await asyncio.sleep(0.5)
-            cpu0, t0 = cpu_seconds(pid), time.monotonic()
-            events = await send(session, server.url, run_id)
-            expected: list[set[str]] = [set() for _ in clients]
-            index = {rooms_per_client(i): i for i in range(len(clients))}
-            for e in events:
-                for room in e["rooms"]:  # type: ignore[attr-defined]
-                    targets = range(len(clients)) if room == "role:bench" else [index[room]]
-                    for i in targets:
-                        expected[i].add(str(e["id"]))
-            total = sum(len(x) for x in expected)
-            deadline = time.monotonic() + args.timeout
-            while sum(len(c.event_ids) for c in clients) < total \
-                    and time.monotonic() < deadline:
-                await asyncio.sleep(0.005)
-            cpu1, t1 = cpu_seconds(pid), time.monotonic()
+            with no_gc_pauses():
+                cpu0, t0 = cpu_seconds(pid), time.monotonic()
+                events = await send(session, server.url, run_id)
+                expected = expected_ids(events, len(clients), rooms_per_client)
+                total = sum(len(x) for x in expected)
+                deadline = time.monotonic() + args.timeout
+                while sum(len(c.event_ids) for c in clients) < total \
+                        and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
+                cpu1, t1 = cpu_seconds(pid), time.monotonic()
             run = tally(Run(name, len(clients), seconds=t1 - t0, cpu_seconds=cpu1 - cpu0),
                         clients, expected)
             for client in clients:

@@ -85,9 +85,18 @@ def print_table(title: str, runs: list[Run], target: str = "") -> None:
     print(f"  {'':24}" + "".join(f"{r.server:>16}" for r in runs))
     for label in dict.fromkeys(k for cells in columns for k in cells):
         print(f"  {label:24}" + "".join(f"{cells.get(label, '-'):>16}" for cells in columns))
-    if len(runs) == 2:
-        print(f"  {'ratio CPU/delivery':24}"
-              f"{ratio(runs[0].cpu_us_per_delivery, runs[1].cpu_us_per_delivery):>16.3f}")
+    ratios = ratios_to_reference(runs)
+    if ratios:
+        print(f"  {'ratio CPU/delivery':24}" + "".join(
+            f"{ratios[r.server]:>16.3f}" if r.server in ratios else f"{'':>16}" for r in runs))
+
+
+def ratios_to_reference(runs: list[Run]) -> dict[str, float]:
+    """CPU per delivery of each run divided by the reference's (the last run) in the same run."""
+    if len(runs) < 2 or runs[-1].server != "reference":
+        return {}
+    return {r.server: ratio(r.cpu_us_per_delivery, runs[-1].cpu_us_per_delivery)
+            for r in runs[:-1]}
 
 
 def save(name: str, runs: list[Run], plot: bool = True) -> Path:
@@ -95,9 +104,7 @@ def save(name: str, runs: list[Run], plot: bool = True) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     body: dict[str, Any] = {"scenario": name, "runs": [r.summary() for r in runs]}
-    if len(runs) == 2:
-        body["ratio_cpu_per_delivery"] = ratio(runs[0].cpu_us_per_delivery,
-                                               runs[1].cpu_us_per_delivery)
+    body["ratio_cpu_per_delivery"] = ratios_to_reference(runs)
     path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     if plot and any(r.latencies for r in runs):
         plot_latencies(name, runs, RESULTS / f"{name}.png")

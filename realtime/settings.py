@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     jwt_leeway: float = Field(5.0, ge=0)
     auth_timeout: float = Field(10.0, gt=0)
+    ping_interval: float = Field(25.0, gt=0, le=3600)
+    ping_timeout: float = Field(20.0, gt=0, le=3600)
 
     # --- rooms and authorization ---------------------------------------------------
     order_reader_roles: CsvList = Field(default_factory=lambda: ["admin", "support"])
@@ -104,6 +106,7 @@ class Settings(BaseSettings):
     kafka_enable_idempotence: bool = True
     kafka_produce_timeout: float = Field(5.0, gt=0)
     kafka_max_in_flight: int = Field(500, ge=1)
+    kafka_fetch_max_wait_ms: int = Field(50, ge=0, le=10_000)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
         "PLAINTEXT"
     )

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import engineio
 from engineio import packet as eio_packet
+from engineio.async_socket import AsyncSocket
 
 from realtime.gateways.websocket import FastWebSocket, Flusher, Outbox, TeardownThrottle, frame
 
@@ -25,35 +27,89 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 16
 
 
-class _SocketQueue(asyncio.Queue[Any]):
-    """engine.io's per-socket send queue, counting packets not yet handed to the transport.
+class _SocketQueue:
+    """engine.io's per-socket send queue: lean, counting packets not yet handed on.
 
-    engine.io's writer calls ``task_done`` after taking a packet and then hands it to the
-    transport without yielding, so ``in_flight == 0`` means the queue holds nothing unsent.
+    Most sockets are idle WebSocket ones, so this holds a list and at most a few waiters
+    instead of an ``asyncio.Queue`` (four deques, an event: ~3 KB per socket). Once a
+    WebSocket session runs in :meth:`FastEngine.run_websocket`, a *sink* is attached and
+    packets go straight to the socket's outbox in the order they are put. Without one,
+    engine.io's writer (or a long-polling request) takes them: ``in_flight`` counts packets
+    put and not yet marked done, so ``in_flight == 0`` means nothing unsent is queued.
     One ``get`` and the ``get_nowait`` calls after it (one long-polling response) take at
     most :data:`MAX_BATCH` packets: python-engineio's client rejects larger payloads.
     """
 
-    in_flight = 0
-    _batch = 0
+    __slots__ = ("_batch", "_items", "_joiners", "_waiters", "in_flight", "sink")
 
-    async def get(self) -> Any:
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._joiners: list[asyncio.Future[None]] = []
         self._batch = 0
-        return await super().get()
+        self.in_flight = 0
+        self.sink: Callable[[Any], None] | None = None
 
-    def get_nowait(self) -> Any:
-        if self._batch >= MAX_BATCH:
-            raise asyncio.QueueEmpty
-        self._batch += 1
-        return super().get_nowait()
+    def attach(self, sink: Callable[[Any], None]) -> None:
+        """Hand every queued and future packet to ``sink`` (in order) instead of queueing."""
+        items, self._items = self._items, []
+        for item in items:
+            self.task_done()
+            sink(item)
+        self.sink = sink
 
     def put_nowait(self, item: Any) -> None:
-        super().put_nowait(item)
+        if self.sink is not None:
+            self.sink(item)
+            return
+        self._items.append(item)
         self.in_flight += 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def put(self, item: Any) -> None:
+        self.put_nowait(item)
+
+    async def get(self) -> Any:
+        self._batch = 1  # this packet starts a new batch
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                elif self._items:  # woken and cancelled at once: pass the wake-up on
+                    self._wake_one()
+                raise
+        return self._items.pop(0)
+
+    def get_nowait(self) -> Any:
+        if self._batch >= MAX_BATCH or not self._items:
+            raise asyncio.QueueEmpty
+        self._batch += 1
+        return self._items.pop(0)
 
     def task_done(self) -> None:
-        super().task_done()
         self.in_flight -= 1
+        if not self.in_flight:
+            joiners, self._joiners = self._joiners, []
+            for joiner in joiners:
+                if not joiner.done():
+                    joiner.set_result(None)
+
+    async def join(self) -> None:
+        if self.in_flight:
+            joiner = asyncio.get_running_loop().create_future()
+            self._joiners.append(joiner)
+            await joiner
 
 
 class FastEngine(engineio.AsyncServer):  # type: ignore[misc]
@@ -75,7 +131,47 @@ class FastEngine(engineio.AsyncServer):  # type: ignore[misc]
         self.compress, self.buffer_limit, self.on_slow = compress, buffer_limit, on_slow
 
     def create_queue(self, *args: Any, **kwargs: Any) -> _SocketQueue:
-        return _SocketQueue(*args, **kwargs)
+        return _SocketQueue()
+
+    # --- lean WebSocket sessions --------------------------------------------------------
+
+    async def run_websocket(self, socket: Any, ws: FastWebSocket, box: Outbox) -> None:
+        """engine.io's loop for a WebSocket-only session, without its per-socket tasks.
+
+        engine.io keeps a writer task (plus a task inside its ``wait_for``) and wraps each
+        read in another task; idle, that is ~3 tasks per socket. Here packets queued for
+        the socket go straight to its outbox, and the read loop is this coroutine alone
+        (aiohttp's ``receive_timeout`` bounds a silent client, as engine.io's did)."""
+        socket.connected = socket.upgraded = True
+        socket.queue.attach(lambda pkt: None if pkt is None else box.write(frame(pkt.encode())))
+        while True:
+            try:
+                data = await ws.wait()
+            except Exception:  # closed, timed out or too large: the session ends
+                break
+            try:
+                await socket.receive(eio_packet.Packet(encoded_packet=data))
+            except engineio.exceptions.UnknownPacketError:
+                pass
+            except engineio.exceptions.SocketIsClosedError:
+                break
+            except Exception:
+                log.exception("engine.io receive error (%s)", socket.sid)
+        await socket.close(wait=False, abort=True, reason=self.reason.TRANSPORT_CLOSE)
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        """engine.io starts a task per socket that sleeps until its next ping; a timer
+        does the same for a fraction of the memory."""
+        if getattr(target, "__func__", None) is AsyncSocket._send_ping:
+            return asyncio.get_running_loop().call_later(
+                self.ping_interval, self._ping, target.__self__)
+        return super().start_background_task(target, *args, **kwargs)
+
+    @staticmethod
+    def _ping(socket: Any) -> None:
+        if not socket.closing and not socket.closed:
+            socket.last_ping = time.time()
+            socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
 
     # --- outboxes ------------------------------------------------------------------
 
@@ -113,14 +209,27 @@ class FastEngine(engineio.AsyncServer):  # type: ignore[misc]
         """The WebSocket frames of ``packets``, built once for any number of recipients."""
         return [frame(p.encode()) for p in packets]
 
-    def deliver(self, sid: str, packets: Sequence[eio_packet.Packet],
+    def deliver(self, eio_sids: Iterable[str], packets: Sequence[eio_packet.Packet],
                 frames: Sequence[bytes]) -> None:
-        """Send packets (with their prebuilt ``frames``) to one socket, without awaiting."""
-        box = self._ready_box(sid)
-        if box is not None:
-            for data in frames:
-                box.write(data)
-            return
+        """Send packets (with their prebuilt ``frames``) to each socket, without awaiting.
+
+        The per-recipient loop of every broadcast, so the ready check is inlined."""
+        outboxes = self.outboxes
+        single = frames[0] if len(frames) == 1 else None
+        for sid in eio_sids:
+            entry = outboxes.get(sid)
+            if entry is not None:
+                socket, box = entry
+                if socket.upgraded and not socket.closed and not socket.queue.in_flight:
+                    if single is not None:
+                        box.write(single)
+                    else:
+                        for data in frames:
+                            box.write(data)
+                    continue
+            self._enqueue(sid, packets)
+
+    def _enqueue(self, sid: str, packets: Sequence[eio_packet.Packet]) -> None:
         socket = self.sockets.get(sid)
         if socket is not None and not socket.closed:
             for pkt in packets:

@@ -12,6 +12,7 @@ to each recipient's socket through :meth:`FastEngine.deliver
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import socketio
@@ -50,10 +51,22 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
                    for part in (encoded if isinstance(encoded, list) else [encoded])]
         engine = self.server.eio
         frames = engine.encode(packets)
+        engine.deliver(self._recipients(namespace, to or room, skip_sid), packets, frames)
+
+    def _recipients(self, namespace: str, room: Any, skip_sid: Any) -> Iterable[str]:
+        """engine.io sids of a room (or rooms), each once, without ``skip_sid``."""
+        rooms = self.rooms[namespace]
+        if room is not None and not isinstance(room, str):
+            members: dict[str, str] = {}
+            for name in room:
+                if name in rooms:
+                    members.update(rooms[name])
+        else:
+            members = rooms.get(room) or {}
+        if not skip_sid:
+            return members.values()
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
-        for sid, eio_sid in self.get_participants(namespace, to or room):
-            if sid not in skip:
-                engine.deliver(eio_sid, packets, frames)
+        return [eio_sid for sid, eio_sid in members.items() if sid not in skip]
 
     def pre_connect(self, eio_sid: str, namespace: str) -> str | None:
         self.pending_connect.setdefault(namespace, _SidSet())

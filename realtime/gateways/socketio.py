@@ -96,6 +96,8 @@ class SocketIOGateway:
             engineio_logger=False,
             http_compression=False,
             compression_threshold=1 << 30,
+            ping_interval=settings.ping_interval,
+            ping_timeout=settings.ping_timeout,
         )
         self.sio.eio.configure(compress=settings.ws_compression,
                                buffer_limit=settings.ws_buffer_bytes, on_slow=self._on_slow)

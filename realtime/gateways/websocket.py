@@ -137,15 +137,19 @@ class FastWebSocket(WebSocket):  # type: ignore[misc]
     async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
         request = environ["aiohttp.request"]
         engine = self.server
-        self._sock = WebSocketResponse(max_msg_size=engine.max_http_buffer_size,
-                                       compress=engine.compress)
+        self._sock = WebSocketResponse(
+            max_msg_size=engine.max_http_buffer_size, compress=engine.compress,
+            receive_timeout=engine.ping_interval + engine.ping_timeout)
         await self._sock.prepare(request)
         self.environ = environ
         socket = self.handler.__self__  # the engine.io socket this connection belongs to
         if not engine.compress and request.transport is not None:
             self.box = engine.open_outbox(socket, request.transport)
         try:
-            await self.handler(self)
+            if self.box is not None and not socket.connected:  # WebSocket-only session
+                await engine.run_websocket(socket, self, self.box)
+            else:  # an upgrade from long-polling, or compression on: engine.io's loop
+                await self.handler(self)
         finally:
             if self.box is not None:
                 self.box.flush()

@@ -167,7 +167,7 @@ class KafkaIngest:
             enable_auto_commit=False,
             auto_offset_reset=settings.kafka_auto_offset_reset,
             max_poll_records=500,
-            fetch_max_wait_ms=50,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
         )
