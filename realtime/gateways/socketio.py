@@ -153,6 +153,7 @@ class SocketIOGateway:
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool:
         token, position = _credentials(environ, auth)
+        _keep_only_client_facts(environ)
         conn = Connection(
             sid, "socketio",
             bucket=TokenBucket(self.settings.rate_limit_per_second,
@@ -401,6 +402,19 @@ class SocketIOGateway:
 
 
 _background: set[asyncio.Future[Any]] = set()
+
+
+#: What python-socketio keeps of a connection's request (its ``environ``) after connect:
+#: enough for the Admin UI's client view, without credentials (``Authorization``,
+#: cookies, ``?token=``) and without the rest of the headers (~1 KB per connection).
+_ENVIRON_KEPT = ("REMOTE_ADDR", "PATH_INFO", "wsgi.url_scheme", "HTTP_USER_AGENT",
+                 "HTTP_ORIGIN", "HTTP_X_FORWARDED_FOR")
+
+
+def _keep_only_client_facts(environ: dict[str, Any]) -> None:
+    kept = {key: environ[key] for key in _ENVIRON_KEPT if key in environ}
+    environ.clear()
+    environ.update(kept)
 
 
 def _credentials(environ: dict[str, Any], auth: Any) -> tuple[str | None, str | None]:
