@@ -31,6 +31,9 @@ async def test_publish_fails_loudly_and_listener_survives_restart(
             while not bus.connected:
                 await asyncio.sleep(0.01)
         await bus.publish("before", [Delivery("e", ("user:1",), {})])
+        async with asyncio.timeout(5):  # delivered before the outage begins
+            while "before" not in received:
+                await asyncio.sleep(0.01)
         redis_server.kill()
         with pytest.raises(BusError):
             await bus.publish("during", [Delivery("e", ("user:1",), {})])

@@ -1,0 +1,42 @@
+"""Mass-disconnect machinery: losses spread over loop iterations, GC kept off the heap.
+
+(The end-to-end figures come from ``python -m loadtest.mass_disconnect``.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+from realtime.gateways.websocket import StormFreeze, TeardownThrottle
+
+
+async def test_losses_beyond_the_per_tick_budget_wait_for_later_iterations() -> None:
+    throttle = TeardownThrottle(per_tick=3)
+    calls: list[int] = []
+    for n in range(10):
+        throttle.later(calls.append, n)
+    handled = [len(calls)]
+    while len(calls) < 10 and len(handled) < 20:
+        await asyncio.sleep(0)  # one loop iteration
+        handled.append(len(calls))
+    assert handled == [3, 6, 9, 10]  # three per iteration
+    assert calls == list(range(10))  # every loss handled, in order
+
+
+async def test_a_storm_freezes_the_heap_until_it_calms_down() -> None:
+    freeze = StormFreeze(storm=5, calm=0.2)
+    try:
+        for _ in range(4):
+            freeze.closing()
+        assert not freeze.frozen and gc.get_freeze_count() == 0
+        freeze.closing()
+        assert freeze.frozen and gc.get_freeze_count() > 0
+        await asyncio.sleep(0.1)
+        freeze.closing()  # still storming: stays frozen past the first calm period
+        await asyncio.sleep(0.15)
+        assert freeze.frozen
+        await asyncio.sleep(0.3)
+        assert not freeze.frozen and gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
