@@ -40,6 +40,7 @@ from support.redis_server import RedisServer
 from support.server import ServerProcess
 
 Send = Callable[[dict[str, object]], Awaitable[None]]
+Pair = contextlib.AbstractAsyncContextManager[tuple[list[ServerProcess], Send]]
 
 
 @contextlib.asynccontextmanager
@@ -87,32 +88,26 @@ async def posting(servers: list[ServerProcess]) -> AsyncIterator[Send]:
 
 
 @contextlib.asynccontextmanager
-async def realtime_http_pair(redis: RedisServer, extra_env: dict[str, str]
-                             ) -> AsyncIterator[tuple[list[ServerProcess], Send]]:
+async def http_pair(env: dict[str, str], argv: list[str] | None = None
+                    ) -> AsyncIterator[tuple[list[ServerProcess], Send]]:
+    """Two server processes (``argv``, default realtime) fed over HTTP in turn."""
+    servers = [await ServerProcess(env, argv=argv).start() for _ in range(2)]
+    try:
+        async with posting(servers) as send:
+            yield servers, send
+    finally:
+        for server in servers:
+            server.kill()
+
+
+def realtime_http_pair(redis: RedisServer, extra_env: dict[str, str]) -> Pair:
     """Two realtime instances on one Redis, fed over HTTP like the reference."""
-    env = {**BENCH_ENV, "REALTIME_REDIS_URL": redis.url, **extra_env}
-    servers = [await ServerProcess(env).start() for _ in range(2)]
-    try:
-        async with posting(servers) as send:
-            yield servers, send
-    finally:
-        for server in servers:
-            server.kill()
+    return http_pair({**BENCH_ENV, "REALTIME_REDIS_URL": redis.url, **extra_env})
 
 
-@contextlib.asynccontextmanager
-async def reference_pair(redis: RedisServer, extra_env: dict[str, str]
-                         ) -> AsyncIterator[tuple[list[ServerProcess], Send]]:
+def reference_pair(redis: RedisServer, extra_env: dict[str, str]) -> Pair:
     """Two Node reference instances on one Redis, fed over HTTP (it has no Kafka consumer)."""
-    argv = ["node", str(REFERENCE / "server.mjs")]
-    servers = [await ServerProcess({"REDIS_URL": redis.url}, argv=argv).start()
-               for _ in range(2)]
-    try:
-        async with posting(servers) as send:
-            yield servers, send
-    finally:
-        for server in servers:
-            server.kill()
+    return http_pair({"REDIS_URL": redis.url}, ["node", str(REFERENCE / "server.mjs")])
 
 
 PAIRS = {"realtime": realtime_pair, "realtime-http": realtime_http_pair,

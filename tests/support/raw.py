@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
+
+from support.server import ServerProcess, publish_to
 
 
 async def open_slow_reader(url: str, request: bytes) -> socket.socket:
@@ -29,3 +32,24 @@ def masked_text_frame(text: str) -> bytes:
     assert len(payload) < 1 << 16
     header = bytes((0x81, 0x80 | 126)) + len(payload).to_bytes(2, "big")
     return header + b"\0\0\0\0" + payload
+
+
+async def flood(url: str, room: str, after_batch: Callable[[], object] = lambda: None) -> None:
+    """Publish 60 x 100 events of ~4 KB (24 MB) to ``room``: far more than a 1 MB buffer."""
+    blob = "x" * 4000
+    for batch in range(60):
+        status, _ = await publish_to(url, [
+            {"id": f"b{batch}-{n}", "type": "PUSH", "event": "tick",
+             "rooms": [room], "data": {"n": batch * 100 + n, "blob": blob}}
+            for n in range(100)])
+        assert status == 202
+        after_batch()
+
+
+async def flood_target(buffer_setting: str) -> ServerProcess:
+    """A server with a 1 MB per-client buffer (``buffer_setting``), no publish rate limit."""
+    server = await ServerProcess({buffer_setting: str(1024 * 1024),
+                                  "REALTIME_PUBLISH_RATE_PER_SECOND": "1000000",
+                                  "REALTIME_PUBLISH_BURST": "1000000"}).start()
+    assert server.proc is not None
+    return server
