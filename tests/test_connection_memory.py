@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from loadtest.lean_client import LeanClient, client_session
+from realtime.gateways.lean_ws import LeanConnection
 from support.server import run_server, token
 
 
@@ -34,8 +35,8 @@ async def test_dropped_websockets_leave_no_reference_cycles() -> None:
                     await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)
             gc.collect()
-            leaked = [o for o in gc.garbage if isinstance(o, (web.WebSocketResponse,
-                                                             RequestHandler))]
+            leaked = [o for o in gc.garbage if isinstance(
+                o, (web.WebSocketResponse, RequestHandler, LeanConnection))]
         finally:
             gc.set_debug(0)
             gc.garbage.clear()

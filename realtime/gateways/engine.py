@@ -16,12 +16,17 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import engineio
+from aiohttp import web
 from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 
+from realtime.gateways.lean_ws import Detached, take_over
 from realtime.gateways.websocket import FastWebSocket, Flusher, Outbox, TeardownThrottle, frame
 
 log = logging.getLogger(__name__)
+
+#: Running lean WebSocket sessions (a reference keeps each task alive).
+_sessions: set[asyncio.Future[None]] = set()
 
 #: Packets per long-polling response (python-engineio's client decodes at most 16).
 MAX_BATCH = 16
@@ -135,19 +140,40 @@ class FastEngine(engineio.AsyncServer):  # type: ignore[misc]
 
     # --- lean WebSocket sessions --------------------------------------------------------
 
+    def start_lean_session(self, socket: Any, ws: FastWebSocket,
+                           request: web.BaseRequest) -> web.StreamResponse:
+        """Take a WebSocket-only session over from aiohttp and run it in its own task."""
+        conn = take_over(request, self.max_http_buffer_size, self.teardown)
+        if conn is None:
+            return web.Response(status=400, text="invalid WebSocket upgrade")
+        ws.conn = conn
+        box = ws.box = self.open_outbox(socket, conn.transport)
+        session = asyncio.ensure_future(self._lean_session(socket, ws, box))
+        _sessions.add(session)
+        session.add_done_callback(_sessions.discard)
+        return Detached()
+
+    async def _lean_session(self, socket: Any, ws: FastWebSocket, box: Outbox) -> None:
+        try:
+            await self.run_websocket(socket, ws, box)
+        finally:
+            box.flush()
+            self.close_outbox(socket, box)
+            await ws.close()
+
     async def run_websocket(self, socket: Any, ws: FastWebSocket, box: Outbox) -> None:
         """engine.io's loop for a WebSocket-only session, without its per-socket tasks.
 
         engine.io keeps a writer task (plus a task inside its ``wait_for``) and wraps each
         read in another task; idle, that is ~3 tasks per socket. Here packets queued for
-        the socket go straight to its outbox, and the read loop is this coroutine alone
-        (aiohttp's ``receive_timeout`` bounds a silent client, as engine.io's did)."""
+        the socket go straight to its outbox, and the read loop is this coroutine alone (a
+        client that stops answering pings is cut off by :meth:`_check_pong`)."""
         socket.connected = socket.upgraded = True
         socket.queue.attach(lambda pkt: None if pkt is None else box.write(frame(pkt.encode())))
         while True:
             try:
                 data = await ws.wait()
-            except Exception:  # closed, timed out or too large: the session ends
+            except Exception:  # closed or too large: the session ends
                 break
             try:
                 await socket.receive(eio_packet.Packet(encoded_packet=data))
@@ -167,11 +193,19 @@ class FastEngine(engineio.AsyncServer):  # type: ignore[misc]
                 self.ping_interval, self._ping, target.__self__)
         return super().start_background_task(target, *args, **kwargs)
 
-    @staticmethod
-    def _ping(socket: Any) -> None:
+    def _ping(self, socket: Any) -> None:
         if not socket.closing and not socket.closed:
-            socket.last_ping = time.time()
+            sent = socket.last_ping = time.time()
             socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
+            asyncio.get_running_loop().call_later(
+                self.ping_timeout, self._check_pong, socket, sent)
+
+    def _check_pong(self, socket: Any, sent: float) -> None:
+        """Cut off a WebSocket whose client did not answer the ping sent at ``sent``
+        (engine.io then sees the transport close; long-polling has its own check)."""
+        entry = self.outboxes.get(socket.sid)
+        if socket.last_ping == sent and entry is not None and entry[0] is socket:
+            entry[1].transport.abort()
 
     # --- outboxes ------------------------------------------------------------------
 

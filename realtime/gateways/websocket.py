@@ -17,10 +17,14 @@ import gc
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
 from aiohttp.web import WebSocketResponse
 from engineio.async_drivers.aiohttp import WebSocket
+
+if TYPE_CHECKING:
+    from realtime.gateways.lean_ws import LeanConnection
 
 
 def frame(message: str | bytes) -> bytes:
@@ -216,29 +220,33 @@ class FastWebSocket(WebSocket):  # type: ignore[misc]
     """engine.io's aiohttp WebSocket wrapper, writing through an :class:`Outbox`.
 
     ``self.server`` is the :class:`~realtime.gateways.engine.FastEngine` that owns it.
+    A WebSocket-only session (the usual case) is taken over from aiohttp after the
+    handshake (:mod:`realtime.gateways.lean_ws`, ``conn``); an upgrade from long-polling,
+    or one with permessage-deflate, stays on aiohttp's WebSocket and engine.io's loop.
     """
 
     box: Outbox | None = None
+    conn: LeanConnection | None = None
 
-    async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
+    async def __call__(self, environ: dict[str, Any]) -> web.StreamResponse:
         request = environ["aiohttp.request"]
         engine = self.server
+        self.environ = environ
+        socket = self.handler.__self__  # the engine.io socket this connection belongs to
+        if not engine.compress and not socket.connected:
+            lean: web.StreamResponse = engine.start_lean_session(socket, self, request)
+            return lean
         self._sock = WebSocketResponse(
             max_msg_size=engine.max_http_buffer_size, compress=engine.compress,
             receive_timeout=engine.ping_interval + engine.ping_timeout)
         await self._sock.prepare(request)
-        self.environ = environ
-        socket = self.handler.__self__  # the engine.io socket this connection belongs to
         transport = request.transport
         if transport is not None:
             transport.set_protocol(ThrottledLoss(transport.get_protocol(), engine.teardown))
             if not engine.compress:
                 self.box = engine.open_outbox(socket, transport)
         try:
-            if self.box is not None and not socket.connected:  # WebSocket-only session
-                await engine.run_websocket(socket, self, self.box)
-            else:  # an upgrade from long-polling, or compression on: engine.io's loop
-                await self.handler(self)
+            await self.handler(self)
         finally:
             if self.box is not None:
                 self.box.flush()
@@ -255,9 +263,17 @@ class FastWebSocket(WebSocket):  # type: ignore[misc]
     async def close(self) -> None:
         if self.box is not None:
             self.box.flush()
-        await self._sock.close()
+        if self.conn is not None:
+            self.conn.close()
+        else:
+            await self._sock.close()
 
     async def wait(self) -> str | bytes:
+        if self.conn is not None:
+            received = await self.conn.receive()
+            if received is None:
+                raise OSError("websocket closed")
+            return received
         message = await self._sock.receive()
         data = message.data
         if not isinstance(data, (bytes, str)):
