@@ -21,7 +21,8 @@ from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 
 from realtime.gateways.lean_ws import Detached, take_over
-from realtime.gateways.websocket import FastWebSocket, Flusher, Outbox, TeardownThrottle, frame
+from realtime.gateways.teardown import TeardownThrottle
+from realtime.gateways.websocket import FastWebSocket, Flusher, Outbox, frame
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +158,8 @@ class FastEngine(engineio.AsyncServer):  # type: ignore[misc]
         try:
             await self.run_websocket(socket, ws, box)
         finally:
-            box.flush()
             self.close_outbox(socket, box)
-            await ws.close()
+            await ws.close()  # flushes the outbox first
 
     async def run_websocket(self, socket: Any, ws: FastWebSocket, box: Outbox) -> None:
         """engine.io's loop for a WebSocket-only session, without its per-socket tasks.

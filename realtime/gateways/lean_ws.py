@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from realtime.gateways.websocket import TeardownThrottle
+from realtime.gateways.teardown import TeardownThrottle
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -141,9 +141,9 @@ class LeanConnection(asyncio.Protocol):
                     return
                 size, start = struct.unpack_from("!Q", buffer, 2)[0], 10
             if first & 0x70 or not second & 0x80:  # reserved bits, or an unmasked frame
-                return self.fail(1002)
+                return self.close(1002)
             if size > self.max_size:
-                return self.fail(1009)
+                return self.close(1009)
             end = start + 4 + size
             if len(buffer) < end:
                 return
@@ -153,7 +153,7 @@ class LeanConnection(asyncio.Protocol):
 
     def _frame(self, fin: bool, opcode: int, payload: bytes) -> None:
         if opcode & 0x8 and (not fin or len(payload) > 125):  # control frames are small, whole
-            self.fail(1002)
+            self.close(1002)
         elif opcode == 0x8:  # close: answer it and end
             code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1000
             self.close(code if 1000 <= code < 5000 else 1000)
@@ -169,12 +169,12 @@ class LeanConnection(asyncio.Protocol):
         elif opcode == 0x0 and self._fragments:
             self._fragments.append(payload)
             if sum(map(len, self._fragments)) > self.max_size:
-                self.fail(1009)
+                self.close(1009)
             elif fin:
                 joined, self._fragments = b"".join(self._fragments), []
                 self._message(self._fragment_opcode, joined)
         else:
-            self.fail(1002)
+            self.close(1002)
 
     def _message(self, opcode: int, payload: bytes) -> None:
         if opcode == 0x2:
@@ -183,15 +183,13 @@ class LeanConnection(asyncio.Protocol):
         try:
             self._push(payload.decode())
         except UnicodeDecodeError:
-            self.fail(1007)
+            self.close(1007)
 
     # --- ending -------------------------------------------------------------------------
 
-    def fail(self, code: int) -> None:
-        """Close for a protocol violation (1002), bad UTF-8 (1007) or a too-big message (1009)."""
-        self.close(code)
-
     def close(self, code: int = 1000) -> None:
+        """Send a close frame and end: normal (1000), or for a protocol violation (1002),
+        bad UTF-8 (1007) or a too-big message (1009)."""
         if not self.transport.is_closing():
             self.transport.write(close_frame(code))
             self.transport.close()

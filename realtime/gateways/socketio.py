@@ -70,8 +70,6 @@ class Connection(Session):
     bucket: TokenBucket = field(default_factory=lambda: TokenBucket(1, 1))
     refusals: int = 0
     auth_deadline: asyncio.TimerHandle | None = None
-    #: Set while a connect-time replay is sent and until the live stream passes it.
-    catch_up: CatchUp | None = None
 
 
 class SocketIOGateway:
@@ -86,7 +84,8 @@ class SocketIOGateway:
         self.user_requests = user_requests
         self.metrics = metrics
         self.connections: dict[str, Connection] = {}
-        self._replaying: dict[str, Connection] = {}
+        #: Sockets resuming on connect: held/dropped live messages until they are caught up.
+        self._catching_up: dict[str, tuple[Connection, CatchUp]] = {}
         self.sio = _Server(
             client_manager=IndexedManager(),
             async_mode="aiohttp",
@@ -128,16 +127,15 @@ class SocketIOGateway:
     async def on_message(self, message: Message) -> None:
         """Bus listener: emit to the message's rooms (each socket once)."""
         skip: list[str] | None = None
-        if self._replaying:
+        if self._catching_up:
             skip = []
-            for sid, conn in list(self._replaying.items()):
-                if conn.catch_up is None or conn.rooms.isdisjoint(message.rooms):
+            for sid, (conn, catch_up) in list(self._catching_up.items()):
+                if conn.rooms.isdisjoint(message.rooms):
                     continue
-                if not conn.catch_up.admit(message):
+                if not catch_up.admit(message):
                     skip.append(sid)
-                elif conn.catch_up.done:
-                    conn.catch_up = None
-                    del self._replaying[sid]
+                elif catch_up.done:
+                    del self._catching_up[sid]
         rooms = message.rooms
         await self.sio.emit(message.event, message.data,
                             to=rooms[0] if len(rooms) == 1 else list(rooms), skip_sid=skip)
@@ -177,8 +175,7 @@ class SocketIOGateway:
         self.connections[sid] = conn
         self._count(+1)
         if position is not None:  # hold live messages from the moment the socket joins rooms
-            conn.catch_up = CatchUp()
-            self._replaying[sid] = conn
+            self._catching_up[sid] = (conn, CatchUp())
         await self._adopt(conn, identity)
         for order_id in order_ids:
             await self.sio.enter_room(sid, self.rooms.add_order(conn, order_id))
@@ -208,7 +205,7 @@ class SocketIOGateway:
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         conn = self.connections.pop(sid, None)
-        self._replaying.pop(sid, None)
+        self._catching_up.pop(sid, None)
         if conn is None:
             return
         if conn.auth_deadline is not None:
@@ -253,11 +250,13 @@ class SocketIOGateway:
             replay = None
         replayed = replay.messages if replay else []
         await self._send_messages(conn.id, replayed)
-        assert conn.catch_up is not None
-        held = conn.catch_up.finish(replayed)
-        if conn.catch_up.done:
-            conn.catch_up = None
-            self._replaying.pop(conn.id, None)
+        entry = self._catching_up.get(conn.id)
+        if entry is None:  # disconnected meanwhile
+            return
+        catch_up = entry[1]
+        held = catch_up.finish(replayed)
+        if catch_up.done:
+            del self._catching_up[conn.id]
         await self._send_messages(conn.id, held)
         await self.sio.emit("recovered", {"recovered": bool(replay and replay.recovered)},
                             to=conn.id)
