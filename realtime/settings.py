@@ -72,7 +72,6 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(40, ge=1)
     rate_limit_disconnect_after: int = Field(20, ge=1)
     max_payload_bytes: int = Field(64 * 1024, gt=0)
-    ws_compression: bool = False
     ws_buffer_bytes: int = Field(1024 * 1024, gt=0)
     publish_rate_per_second: float = Field(1000.0, gt=0)
     publish_burst: int = Field(2000, ge=1)

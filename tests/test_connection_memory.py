@@ -16,7 +16,8 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from loadtest.lean_client import LeanClient, client_session
-from realtime.gateways.lean_ws import LeanConnection
+from realtime.transport.connection import WebSocketConnection
+from realtime.transport.engineio import EngineSocket
 from support.server import run_server, token
 
 
@@ -36,7 +37,7 @@ async def test_dropped_websockets_leave_no_reference_cycles() -> None:
             await asyncio.sleep(0.5)
             gc.collect()
             leaked = [o for o in gc.garbage if isinstance(
-                o, (web.WebSocketResponse, RequestHandler, LeanConnection))]
+                o, (web.WebSocketResponse, RequestHandler, WebSocketConnection, EngineSocket))]
         finally:
             gc.set_debug(0)
             gc.garbage.clear()

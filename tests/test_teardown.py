@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from realtime.gateways.teardown import StormFreeze, TeardownThrottle
+from realtime.transport.teardown import StormFreeze, TeardownThrottle
 
 
 async def test_losses_beyond_the_per_tick_budget_wait_for_later_iterations() -> None:

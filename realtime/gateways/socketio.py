@@ -8,7 +8,6 @@ one, else with an ``error`` event. Bad input never raises out of a handler.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,9 +21,7 @@ from aiohttp import web
 from realtime.auth import AuthError, Identity, TokenVerifier
 from realtime.bus import FanoutBus, Message
 from realtime.gateways.catchup import CatchUp
-from realtime.gateways.engine import FastEngine
 from realtime.gateways.limits import TokenBucket
-from realtime.gateways.manager import IndexedManager
 from realtime.gateways.protocol import (
     ClientError,
     ResumeRequest,
@@ -37,30 +34,14 @@ from realtime.gateways.session import RoomPolicy, Session, order_snapshot
 from realtime.metrics import Metrics
 from realtime.requests import UserUpdateRequests
 from realtime.settings import Settings
+from realtime.transport.engineio import EngineConfig, EngineServer
+from realtime.transport.manager import IndexedManager
+from realtime.transport.socketio import SocketIOServer, ack_wanted
 
 log = logging.getLogger(__name__)
 
-#: Whether the client event being handled asked for an ack (set per handler task).
-_ACK_WANTED: contextvars.ContextVar[bool] = contextvars.ContextVar("ack_wanted", default=False)
-
 Reply = dict[str, Any] | None
 Handler = Callable[["Connection", Any], Awaitable[Reply]]
-
-
-class _Server(socketio.AsyncServer):  # type: ignore[misc]
-    """AsyncServer on a :class:`FastEngine` that records whether each incoming event
-    carries an ack id."""
-
-    def _engineio_server_class(self) -> type[FastEngine]:
-        return FastEngine
-
-    async def _handle_event(self, eio_sid: str, namespace: str, id: int | None,
-                            data: Any) -> None:
-        token = _ACK_WANTED.set(id is not None)
-        try:
-            await super()._handle_event(eio_sid, namespace, id, data)
-        finally:
-            _ACK_WANTED.reset(token)
 
 
 @dataclass(eq=False)
@@ -86,20 +67,16 @@ class SocketIOGateway:
         self.connections: dict[str, Connection] = {}
         #: Sockets resuming on connect: held/dropped live messages until they are caught up.
         self._catching_up: dict[str, tuple[Connection, CatchUp]] = {}
-        self.sio = _Server(
-            client_manager=IndexedManager(),
-            async_mode="aiohttp",
-            cors_allowed_origins=settings.cors_origins or "*",
-            max_http_buffer_size=max(1_000_000, 4 * settings.max_payload_bytes),
-            logger=False,
-            engineio_logger=False,
-            http_compression=False,
-            compression_threshold=1 << 30,
+        engine = EngineServer(EngineConfig(
             ping_interval=settings.ping_interval,
             ping_timeout=settings.ping_timeout,
-        )
-        self.sio.eio.configure(compress=settings.ws_compression,
-                               buffer_limit=settings.ws_buffer_bytes, on_slow=self._on_slow)
+            max_payload=max(1_000_000, 4 * settings.max_payload_bytes),
+            buffer_limit=settings.ws_buffer_bytes,
+            cors_origins=settings.cors_origins,
+        ))
+        engine.on_slow = self._on_slow
+        self.sio = SocketIOServer(engine, client_manager=IndexedManager(),
+                                  connect_timeout=settings.auth_timeout)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_unknown)
@@ -304,7 +281,7 @@ class SocketIOGateway:
         answer: dict[str, Any] = {"ok": False, "error": exc.code, "message": exc.message,
                                   **exc.extra}
         # `user_update_request` always answers with events (SPEC); others use the ack if any.
-        if not _ACK_WANTED.get() or event == "user_update_request":
+        if not ack_wanted() or event == "user_update_request":
             await self.sio.emit("error", {"event": event, "code": exc.code,
                                           "message": exc.message, **exc.extra}, to=conn.id)
         return answer
@@ -395,7 +372,7 @@ class SocketIOGateway:
         replay = await self.bus.replay(conn.rooms, request.position)
         await self._send_messages(conn.id, replay.messages)
         answer = {"recovered": replay.recovered}
-        if not _ACK_WANTED.get():
+        if not ack_wanted():
             await self.sio.emit("recovered", answer, to=conn.id)
         return {"ok": True, **answer, "replayed": len(replay.messages)}
 

@@ -6,8 +6,8 @@ personal room costs O(NÂ²) (20k sockets took ~89 s). This manager keeps a sid â†
 index and set-backed pending collections.
 
 Its ``emit`` is the broadcast fast path: the packet is encoded and framed once and handed
-to each recipient's socket through :meth:`FastEngine.deliver
-<realtime.gateways.engine.FastEngine.deliver>`, with no task per recipient.
+to each recipient's session through :meth:`EngineServer.deliver
+<realtime.transport.engineio.EngineServer.deliver>`, with no task per recipient.
 """
 
 from __future__ import annotations
@@ -16,8 +16,17 @@ from collections.abc import Iterable
 from typing import Any
 
 import socketio
-from engineio import packet as eio_packet
 from socketio import packet
+
+from realtime.transport.websocket import frame
+
+
+#: python-socketio manager members this class overrides or reads (checked by
+#: ``tests/test_seams.py``): the pending collections and the ``basic_*`` room primitives.
+PRIVATE_NAMES = ("pending_connect", "pending_disconnect", "callbacks", "rooms",
+                 "pre_connect", "pre_disconnect", "basic_enter_room", "basic_leave_room",
+                 "basic_disconnect", "get_rooms", "eio_sid_from_sid", "sid_from_eio_sid",
+                 "is_connected", "get_namespaces", "trigger_callback")
 
 
 class _SidSet(dict[str, None]):
@@ -47,11 +56,11 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
         args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
         encoded = self.server.packet_class(packet.EVENT, namespace=namespace,
                                            data=[event, *args]).encode()
-        packets = [eio_packet.Packet(eio_packet.MESSAGE, part)
+        packets = ["4" + part if isinstance(part, str) else part
                    for part in (encoded if isinstance(encoded, list) else [encoded])]
-        engine = self.server.eio
-        frames = engine.encode(packets)
-        engine.deliver(self._recipients(namespace, to or room, skip_sid), packets, frames)
+        frames = [frame(p) for p in packets]
+        self.server.eio.deliver(self._recipients(namespace, to or room, skip_sid), packets,
+                                frames)
 
     def _recipients(self, namespace: str, room: Any, skip_sid: Any) -> Iterable[str]:
         """engine.io sids of a room (or rooms), each once, without ``skip_sid``."""
