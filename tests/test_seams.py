@@ -16,7 +16,8 @@ import socketio
 from aiohttp.web_protocol import RequestHandler
 from socketio import async_admin
 
-from realtime.transport import manager, socketio as seam
+from realtime.transport import manager
+from realtime.transport import socketio as seam
 from realtime.transport.engineio import EngineConfig, EngineServer
 from realtime.transport.manager import IndexedManager
 

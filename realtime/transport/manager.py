@@ -20,7 +20,6 @@ from socketio import packet
 
 from realtime.transport.websocket import frame
 
-
 #: python-socketio manager members this class overrides or reads (checked by
 #: ``tests/test_seams.py``): the pending collections and the ``basic_*`` room primitives.
 PRIVATE_NAMES = ("pending_connect", "pending_disconnect", "callbacks", "rooms",
