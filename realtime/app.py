@@ -19,6 +19,7 @@ from realtime.auth.orders import AuthorizationCallback, CircuitBreaker, OrderAcc
 from realtime.auth.tokens import load_public_key
 from realtime.bus import FanoutBus, Message, create_bus
 from realtime.bus.redis import RedisBus
+from realtime.gateways.admin import enable_admin_ui
 from realtime.gateways.session import RoomPolicy
 from realtime.gateways.socketio import SocketIOGateway
 from realtime.gateways.sse import SSEGateway
@@ -114,9 +115,7 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
     gateway.attach(app)
     if settings.admin_ui_username and settings.admin_ui_password:
         # Socket.IO Admin UI (https://admin.socket.io), production mode, own credentials.
-        gateway.sio.instrument(auth={"username": settings.admin_ui_username,
-                                     "password": settings.admin_ui_password},
-                               mode="production", read_only=True)
+        enable_admin_ui(gateway.sio, settings.admin_ui_username, settings.admin_ui_password)
     sse = SSEGateway(settings=settings, verifier=verifier, rooms=rooms, bus=bus, metrics=metrics)
     sse.add_routes(app)
     add_demo_route(app)

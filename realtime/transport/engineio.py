@@ -164,10 +164,8 @@ class EngineSocket:
             self.server.pong(self)
         elif kind == "1" and len(packet) == 1:
             self.close(Reason.CLIENT_DISCONNECT, client=True)
-        elif kind == "2":  # v4 clients do not ping; answer in kind rather than fail
-            self.send("3" + packet[1:])
-        elif kind == NOOP and len(packet) == 1:
-            pass
+        elif (kind == "2" or kind == NOOP) and len(packet) == 1:
+            pass  # v4 clients do not ping; answering would let them amplify
         else:
             raise InvalidPacket(f"invalid packet {packet[:20]!r}")
 

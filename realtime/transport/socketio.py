@@ -50,8 +50,9 @@ PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
 RESERVED_EVENTS = frozenset({"connect", "disconnect", "disconnecting", "connect_error",
                              "*", "message", "newListener", "removeListener"})
 
-#: Refused CONNECT attempts one session may make before it is closed.
+#: Refused CONNECT attempts one session may make before it is closed, and all attempts.
 MAX_REFUSED_CONNECTS = 3
+MAX_CONNECTS = 10
 
 _ACK_WANTED: contextvars.ContextVar[bool] = contextvars.ContextVar("ack_wanted", default=False)
 
@@ -67,7 +68,7 @@ class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
         self.engine = engine
         self.connect_timeout = connect_timeout
         self._binary: dict[str, packets.Packet] = {}
-        self._refused: dict[str, int] = {}
+        self._connects: dict[str, tuple[int, int]] = {}  # attempts, refused
         self._deadlines: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
         socket_logger = logging.getLogger("realtime.socketio")
@@ -95,7 +96,7 @@ class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: str) -> None:
         self._binary.pop(eio_sid, None)
-        self._refused.pop(eio_sid, None)
+        self._connects.pop(eio_sid, None)
         deadline = self._deadlines.pop(eio_sid, None)
         if deadline is not None:
             deadline.cancel()
@@ -174,13 +175,16 @@ class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
                 sio_packet.CONNECT_ERROR, data={"message": "Invalid namespace"},
                 namespace=namespace))
             return
+        attempts, refused = self._connects.get(eio_sid, (0, 0))
+        if attempts >= MAX_CONNECTS:
+            raise packets.PacketError("too many CONNECTs")
         await self._handle_connect(eio_sid, namespace, auth)
         if self.manager.sid_from_eio_sid(eio_sid, namespace) is None:
-            refused = self._refused[eio_sid] = self._refused.get(eio_sid, 0) + 1
-            socket = self.engine.sockets.get(eio_sid)
-            if refused >= MAX_REFUSED_CONNECTS and socket is not None:
-                self.engine.reject(socket, "too many refused CONNECTs",
-                                   CloseCode.POLICY_VIOLATION)
+            refused += 1
+        self._connects[eio_sid] = (attempts + 1, refused)
+        socket = self.engine.sockets.get(eio_sid)
+        if refused >= MAX_REFUSED_CONNECTS and socket is not None:
+            self.engine.reject(socket, "too many refused CONNECTs", CloseCode.POLICY_VIOLATION)
 
     async def _event(self, eio_sid: str, sid: str, namespace: str,
                      packet: packets.Packet) -> None:
