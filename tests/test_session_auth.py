@@ -67,3 +67,16 @@ async def test_refused_refresh_keeps_the_old_expiry() -> None:
         await client.wait_for("token_expired", timeout=5)
         await client.wait_disconnected()
         await quiet(0.1)
+
+
+async def test_a_refresh_with_fewer_rights_leaves_the_order_rooms_it_no_longer_allows() -> None:
+    """`support` may watch any order; after a refresh without that role, `o-7` is left."""
+    async with run_server() as srv, connected(srv.url, token("agent", ["support"])) as client:
+        assert (await client.call("subscribe_order_updates", "o-7"))["ok"] is True
+        answer = await client.call("refresh_token", token("agent", []))
+        assert answer["ok"] is True and answer["leftOrders"] == ["o-7"]
+        await srv.publish({"id": "after", "type": "ORDER_STATUS_UPDATED", "orderId": "o-7",
+                           "newStatus": "shipped"})
+        await srv.publish({"id": "mine", "type": "PUSH", "event": "x", "rooms": ["user:agent"]})
+        await client.wait_for("x")
+        assert client.named("order_status_updated") == []

@@ -336,7 +336,21 @@ class SocketIOGateway:
         if conn.identity is not None and identity.user_id != conn.identity.user_id:
             raise ClientError("forbidden", "the new token is for another user")
         await self._adopt(conn, identity)
-        return {"ok": True, "expiresAt": identity.expires_at}
+        left = await self._recheck_orders(conn)
+        return {"ok": True, "expiresAt": identity.expires_at, "leftOrders": left}
+
+    async def _recheck_orders(self, conn: Connection) -> list[str]:
+        """A refreshed token may carry fewer rights: leave the order rooms it no longer allows."""
+        left: list[str] = []
+        for order_id in sorted(conn.orders):
+            try:
+                await self.rooms.authorize_order(conn, order_id)
+            except ClientError:
+                room = self.rooms.remove_order(conn, order_id)
+                if room is not None:
+                    await self.sio.leave_room(conn.id, room)
+                    left.append(order_id)
+        return left
 
     async def _subscribe(self, conn: Connection, payload: Any) -> Reply:
         order_id = parse_order_id(payload)
