@@ -22,7 +22,8 @@ from realtime.backends import BackendOptions, Backends, create_backends
 from realtime.bus import FanoutBus, Message
 from realtime.gateways.session import RoomPolicy
 from realtime.gateways.socketio import SocketIOGateway
-from realtime.gateways.sse import SSEGateway
+from realtime.gateways.sse import SSEGateway, SSEOptions
+from realtime.http.cors import CorsPolicy
 from realtime.http.errors import ServiceAuth, error_middleware
 from realtime.http.health import Readiness, add_demo_route, add_routes
 from realtime.http.presence import add_presence_route
@@ -82,6 +83,13 @@ def backend_options(settings: Settings) -> BackendOptions:
         order_ttl=settings.order_state_ttl_seconds, presence_ttl=settings.presence_ttl_seconds)
 
 
+def sse_options(settings: Settings) -> SSEOptions:
+    return SSEOptions(buffer_bytes=settings.sse_buffer_bytes,
+                      heartbeat_seconds=settings.sse_heartbeat_seconds,
+                      cookie_name=settings.sse_cookie_name,
+                      cors=CorsPolicy(settings.cors_origins))
+
+
 def build_server(settings: Settings, *, request_sink: RequestSink | None = None) -> Server:
     """Wire one instance. ``request_sink`` overrides the Kafka producer (tests)."""
     metrics = Metrics()
@@ -119,7 +127,8 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
         gateway.sio.instrument(auth={"username": settings.admin_ui_username,
                                      "password": settings.admin_ui_password},
                                mode="production", read_only=True)
-    sse = SSEGateway(settings=settings, verifier=verifier, rooms=rooms, bus=bus, metrics=metrics)
+    sse = SSEGateway(options=sse_options(settings), verifier=verifier, rooms=rooms, bus=bus,
+                     metrics=metrics)
     sse.add_routes(app)
     add_demo_route(app)
     service_auth = ServiceAuth(verifier, settings.service_role, metrics)
