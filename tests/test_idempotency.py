@@ -5,6 +5,7 @@ Run on both backends (memory and a real redis-server).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -93,3 +94,20 @@ async def test_refused_request_does_not_bind_the_key(srv: Running) -> None:
     assert (await keyed(srv, bad, "k-3"))[0] == 400
     status, body, _ = await keyed(srv, EVENT, "k-3")
     assert (status, body) == (202, {"accepted": ["i1"], "duplicates": []})
+
+
+async def test_concurrent_repeats_publish_once(srv: Running) -> None:
+    async with connected(srv.url, token("reader")) as client:
+        batch = [{**EVENT, "id": f"c{n}"} for n in range(50)]
+        answers = await asyncio.gather(*(keyed(srv, batch, "k-4") for _ in range(5)))
+        first = {"accepted": [e["id"] for e in batch], "duplicates": []}
+        for status, body, headers in answers:
+            if status == 409:  # the first request was still being handled
+                assert body["error"]["code"] == "idempotency_key_in_use"
+                assert headers["Retry-After"] == "1"
+            else:
+                assert (status, body) == (202, first)
+        assert (await keyed(srv, batch, "k-4"))[:2] == (202, first)
+        await client.wait_for("news", count=50)
+        await quiet()
+        assert len(client.named("news")) == 50

@@ -37,8 +37,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return response
     except ApiError as exc:
         response = error_response(exc.status, exc.code, exc.message, exc.details)
-        if exc.status in (429, 503) and isinstance(exc.details, dict):
-            response.headers["Retry-After"] = str(exc.details.get("retryAfterSeconds", 1))
+        if isinstance(exc.details, dict) and "retryAfterSeconds" in exc.details:
+            response.headers["Retry-After"] = str(exc.details["retryAfterSeconds"])
         return response
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(413, "payload_too_large", exc.text or "request body too large")
