@@ -3,7 +3,8 @@
     ingest (HTTP, Kafka) → Router → FanoutBus (memory | redis) → gateways (Socket.IO, SSE)
 
 Components receive what they need through their constructors; nothing below this
-module reads configuration or knows which backend the others use.
+module reads configuration or knows which backend the others use (the backends are
+picked once, by URL, by :func:`realtime.backends.create_backends`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from aiohttp import web
 from realtime.auth import TokenVerifier
 from realtime.auth.orders import AuthorizationCallback, CircuitBreaker, OrderAccess
 from realtime.auth.tokens import load_public_key
-from realtime.bus import FanoutBus, Message, create_bus
-from realtime.bus.redis import RedisBus
+from realtime.backends import BackendOptions, Backends, create_backends
+from realtime.bus import FanoutBus, Message
 from realtime.gateways.admin import enable_admin_ui
 from realtime.gateways.session import RoomPolicy
 from realtime.gateways.socketio import SocketIOGateway
-from realtime.gateways.sse import SSEGateway
+from realtime.gateways.sse import SSEGateway, SSEOptions
+from realtime.http.cors import CorsPolicy
 from realtime.http.errors import ServiceAuth, error_middleware
 from realtime.http.health import Readiness, add_demo_route, add_routes
 from realtime.http.presence import add_presence_route
@@ -34,8 +36,7 @@ from realtime.metrics import Metrics
 from realtime.requests import RequestSink, UserUpdateRequests
 from realtime.routing import Router
 from realtime.settings import Settings
-from realtime.state.orders import MemoryOrderStore, OrderStore, RedisOrderStore
-from realtime.state.presence import MemoryPresence, Presence, RedisPresence
+from realtime.state.orders import OrderStore
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Server:
     readiness: Readiness
     metrics: Metrics
     verifier: TokenVerifier
+    backends: Backends
     callback: AuthorizationCallback | None = None
     kafka: KafkaIngest | None = None
     producer: KafkaProducer | None = None
@@ -75,16 +77,27 @@ def build_verifier(settings: Settings) -> TokenVerifier:
     )
 
 
+def backend_options(settings: Settings) -> BackendOptions:
+    return BackendOptions(
+        prefix=settings.redis_prefix, history_size=settings.history_size,
+        history_ttl=settings.history_ttl_seconds, dedup_window=settings.dedup_window_seconds,
+        order_ttl=settings.order_state_ttl_seconds, presence_ttl=settings.presence_ttl_seconds)
+
+
+def sse_options(settings: Settings) -> SSEOptions:
+    return SSEOptions(buffer_bytes=settings.sse_buffer_bytes,
+                      heartbeat_seconds=settings.sse_heartbeat_seconds,
+                      cookie_name=settings.sse_cookie_name,
+                      cors=CorsPolicy(settings.cors_origins))
+
+
 def build_server(settings: Settings, *, request_sink: RequestSink | None = None) -> Server:
     """Wire one instance. ``request_sink`` overrides the Kafka producer (tests)."""
     metrics = Metrics()
     readiness = Readiness()
     verifier = build_verifier(settings)
-    bus = create_bus(settings)
-    orders: OrderStore = MemoryOrderStore()
-    if isinstance(bus, RedisBus):
-        orders = RedisOrderStore(bus.redis, settings.redis_prefix,
-                                 settings.order_state_ttl_seconds)
+    backends = create_backends(settings.bus_url, backend_options(settings))
+    bus, orders, presence = backends.bus, backends.orders, backends.presence
     callback = None
     if settings.authz_callback_url:
         callback = AuthorizationCallback(
@@ -95,9 +108,6 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
                                    settings.authz_breaker_reset_seconds),
         )
     access = OrderAccess(settings.order_reader_roles, orders, callback)
-    presence: Presence = MemoryPresence()
-    if isinstance(bus, RedisBus):
-        presence = RedisPresence(bus.redis, settings.redis_prefix, settings.presence_ttl_seconds)
     rooms = RoomPolicy(access, orders, bus.interest, settings.max_order_subscriptions,
                        presence)
     ingestor = Ingestor(Router(), bus, orders, metrics, settings.max_request_bytes)
@@ -116,14 +126,15 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
     if settings.admin_ui_username and settings.admin_ui_password:
         # Socket.IO Admin UI (https://admin.socket.io), production mode, own credentials.
         enable_admin_ui(gateway.sio, settings.admin_ui_username, settings.admin_ui_password)
-    sse = SSEGateway(settings=settings, verifier=verifier, rooms=rooms, bus=bus, metrics=metrics)
+    sse = SSEGateway(options=sse_options(settings), verifier=verifier, rooms=rooms, bus=bus,
+                     metrics=metrics)
     sse.add_routes(app)
     add_demo_route(app)
     service_auth = ServiceAuth(verifier, settings.service_role, metrics)
-    PublishEndpoint(ingestor, service_auth, settings.publish_rate_per_second,
-                    settings.publish_burst).add_routes(app)
+    PublishEndpoint(ingestor, service_auth, backends.idempotency,
+                    settings.publish_rate_per_second, settings.publish_burst).add_routes(app)
     add_routes(app, readiness, metrics)
-    add_presence_route(app, presence, service_auth)
+    add_presence_route(app, presence, service_auth, metrics)
     readiness.add("bus", bus.status)
 
     def dispatched(message: Message, seconds: float) -> None:
@@ -137,12 +148,12 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
 
     server = Server(settings=settings, app=app, bus=bus, orders=orders, ingestor=ingestor,
                     socketio=gateway, sse=sse, readiness=readiness, metrics=metrics,
-                    verifier=verifier, callback=callback, kafka=kafka, producer=producer)
+                    verifier=verifier, backends=backends, callback=callback, kafka=kafka,
+                    producer=producer)
     app[APP_KEY] = server
 
     async def on_startup(_: web.Application) -> None:
-        await bus.start()
-        await presence.start()
+        await backends.start()
         if kafka is not None:
             await kafka.start()
 
@@ -161,9 +172,7 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
         log.info("shutting down: closing producer and bus")
         if producer is not None:
             await producer.close()
-        await presence.close()
-        await bus.close()
-        await orders.close()
+        await backends.close()
         if callback is not None:
             await callback.close()
 

@@ -55,6 +55,10 @@ class Metrics:
         self.kafka_lag = Gauge(
             "realtime_kafka_consumer_lag", "Records behind the partition end.",
             ["topic", "partition"], registry=registry)
+        self.dependency_failures = Counter(
+            "realtime_dependency_failures_total",
+            "HTTP requests answered 503 because a backend (Redis) failed.", ["operation"],
+            registry=registry)
         self.bus_publish_failures = Counter(
             "realtime_bus_publish_failures_total", "Publishes to the fan-out bus that failed.",
             registry=registry)

@@ -79,12 +79,15 @@ async def test_list_and_deduplication_by_id_and_idempotency_key() -> None:
         status, body = await srv.publish([GOOD, second])
         assert status == 202 and body == {"accepted": ["h1", "h2"], "duplicates": []}
         status, body = await srv.publish(GOOD)
-        assert status == 202 and body == {"accepted": ["h1"], "duplicates": ["h1"]}
+        assert status == 202 and body == {"accepted": [], "duplicates": ["h1"]}
         keyed = {**GOOD, "id": "h3"}
-        retry = {**GOOD, "id": "h3-retry"}  # a client that regenerates ids on retry
         await srv.publish(keyed, headers={"Idempotency-Key": "req-1"})
+        status, body = await srv.publish(keyed, headers={"Idempotency-Key": "req-1"})
+        assert status == 202 and body == {"accepted": ["h3"], "duplicates": []}  # first answer
+        retry = {**GOOD, "id": "h3-retry"}  # another body under the same key
         status, body = await srv.publish(retry, headers={"Idempotency-Key": "req-1"})
-        assert status == 202 and body["duplicates"] == ["h3-retry"]
+        assert status == 409
+        assert_error(body, "idempotency_key_reused")
         await client.wait_for("news", count=3)
         await quiet()
         assert [n["eventId"] for n in client.named("news")] == ["h1", "h2", "h3"]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import aiohttp
 
+from realtime.routing import RESERVED_EVENTS
+from realtime.routing.names import EVENT_NAME
 from support.server import ServerProcess, token
 
 DOC = Path(__file__).resolve().parent.parent / "realtime" / "openapi.json"
@@ -43,3 +45,12 @@ async def test_server_conforms_to_its_openapi_document() -> None:
         assert "passed" in text
     finally:
         server.kill()
+
+
+def test_document_states_the_event_name_rules_of_the_code() -> None:
+    doc = json.loads(DOC.read_text())
+    name = doc["components"]["schemas"]["Push"]["properties"]["event"]
+    assert name["not"]["enum"] == sorted(RESERVED_EVENTS)
+    assert name["pattern"] == f"^{EVENT_NAME.pattern}$"
+    assert "409" in doc["paths"]["/api/v1/publish"]["post"]["responses"]
+    assert "503" in doc["paths"]["/api/v1/rooms/{room}/presence"]["get"]["responses"]

@@ -6,6 +6,7 @@ import asyncio
 
 import aiohttp
 
+from realtime.gateways.sse import frame
 from support.clients import connected, quiet
 from support.raw import flood, flood_target, open_slow_reader
 from support.server import publish_to, run_server, token
@@ -156,3 +157,89 @@ async def srv_publish_and_check(url: str, healthy: SSEClient) -> None:
     """The healthy client still receives after the slow one was cut off."""
     await publish_to(url, {"id": "last", "type": "PUSH", "event": "done", "rooms": ["user:s"]})
     assert (await healthy.wait_for("done", timeout=10))[0]["eventId"] == "last"
+
+
+def test_frame_writer_never_emits_a_raw_line_break_in_event_or_id() -> None:
+    data = frame("news\ndata: {}\r\nid: 9\revent: x", b'{"a":1}', "p-1\nretry: 1\r")
+    lines = data.split(b"\n")
+    assert b"\r" not in data and data.count(b"\n") == 4, data
+    assert lines[0].startswith(b"id: ") and lines[1].startswith(b"event: ")
+    assert lines[2] == b'data: {"a":1}' and lines[3:] == [b"", b""]
+
+
+async def test_injected_and_reserved_names_are_refused_before_any_stream_sees_them() -> None:
+    async with run_server() as srv, sse(srv.url, token("s")) as stream:
+        for name in ["message", "reconnect", "recovered", "tick\ndata: {}\nid: 1-999"]:
+            status, body = await srv.publish({"id": f"x-{name}", "type": "PUSH",
+                                              "event": name, "rooms": ["user:s"]})
+            assert status == 400 and body["error"]["code"] == "invalid_event", (name, body)
+        await srv.publish(push(1))
+        await stream.wait_for("tick")
+        assert [f.event for f in stream.frames] == ["tick"]
+
+
+CORS_HEADERS = ("Access-Control-Allow-Origin", "Access-Control-Allow-Credentials")
+
+
+async def sse_headers(url: str, origin: str | None, bearer: str | None = None,
+                      method: str = "GET") -> tuple[int, dict[str, str]]:
+    headers = {"Origin": origin} if origin else {}
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    if method == "OPTIONS":
+        headers.update({"Access-Control-Request-Method": "GET",
+                        "Access-Control-Request-Headers": "authorization, last-event-id"})
+    async with aiohttp.ClientSession() as session, session.request(
+            method, f"{url}/sse", headers=headers,
+            timeout=aiohttp.ClientTimeout(total=5)) as response:
+        return response.status, dict(response.headers)
+
+
+async def test_cors_unset_allows_no_credentials_and_reflects_nothing() -> None:
+    async with run_server() as srv:
+        for origin in ["https://evil.example", "null", None]:
+            for bearer in [token("s"), None]:
+                status, headers = await sse_headers(srv.url, origin, bearer)
+                assert status == (200 if bearer else 401)
+                assert "Access-Control-Allow-Credentials" not in headers
+                assert headers.get("Access-Control-Allow-Origin") in (None, "*"), headers
+            _, preflight = await sse_headers(srv.url, origin, method="OPTIONS")
+            assert "Access-Control-Allow-Credentials" not in preflight
+            assert preflight.get("Access-Control-Allow-Origin") in (None, "*")
+
+
+async def test_cors_allow_list_with_vary_on_every_origin_dependent_answer() -> None:
+    async with run_server(cors_origins=["https://app.example", "null"]) as srv:
+        status, ok = await sse_headers(srv.url, "https://app.example", token("s"))
+        assert status == 200 and ok["Access-Control-Allow-Origin"] == "https://app.example"
+        assert ok["Access-Control-Allow-Credentials"] == "true"
+        assert "Origin" in ok["Vary"]
+        # a refusal to a listed origin is readable by that origin, and varies too
+        status, refused = await sse_headers(srv.url, "https://app.example")
+        assert status == 401 and refused["Access-Control-Allow-Origin"] == "https://app.example"
+        assert "Origin" in refused["Vary"]
+        for origin in ["https://evil.example", "null", None]:
+            for bearer in [token("s"), None]:
+                _, headers = await sse_headers(srv.url, origin, bearer)
+                assert not any(name in headers for name in CORS_HEADERS), (origin, headers)
+                assert "Origin" in headers["Vary"], (origin, headers)
+        status, preflight = await sse_headers(srv.url, "https://app.example", method="OPTIONS")
+        assert status in (200, 204)
+        assert preflight["Access-Control-Allow-Origin"] == "https://app.example"
+        assert preflight["Access-Control-Allow-Credentials"] == "true"
+        assert "GET" in preflight["Access-Control-Allow-Methods"]
+        assert "authorization" in preflight["Access-Control-Allow-Headers"].lower()
+        assert "Origin" in preflight["Vary"]
+        _, denied = await sse_headers(srv.url, "https://evil.example", method="OPTIONS")
+        assert not any(name in denied for name in CORS_HEADERS)
+        assert "Origin" in denied["Vary"]
+
+
+async def test_an_event_as_large_as_the_buffer_is_delivered_not_cut_off() -> None:
+    async with run_server(sse_buffer_bytes=64 * 1024) as srv, \
+            sse(srv.url, token("s")) as stream:
+        big = {**push(1), "data": {"blob": "x" * 100_000}}
+        assert (await srv.publish(big))[0] == 202
+        assert len((await stream.wait_for("tick"))[0]["blob"]) == 100_000
+        await srv.publish(push(2))
+        assert [t.get("n") for t in await stream.wait_for("tick", count=2)] == [None, 2]

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 import socketio
@@ -73,6 +74,40 @@ BAD_HS_TOKENS = {
     "HS384 not configured": (jwt.encode(claims(**GOOD_EXTRA), SECRET, algorithm="HS384"),
                              "invalid_token"),
 }
+#: Claims of the wrong type; each would otherwise pass (PyJWT reads ``int("...")``), and a
+#: string ``exp`` used to yield a connection that never expires.
+BAD_CLAIM_TYPES = {
+    "exp as a string": ("exp", hs(exp=str(NOW + 600), **GOOD_EXTRA)),
+    "exp as a boolean": ("exp", hs(exp=True, **GOOD_EXTRA)),
+    "exp infinite": ("exp", hs(exp=float("inf"), **GOOD_EXTRA)),
+    "exp as a list": ("exp", hs(exp=[NOW + 600], **GOOD_EXTRA)),
+    "nbf as a string": ("nbf", hs(nbf=str(NOW - 60), **GOOD_EXTRA)),
+    "iat as a string": ("iat", hs(iat=str(NOW), **GOOD_EXTRA)),
+    "iat as an object": ("iat", hs(iat={"t": NOW}, **GOOD_EXTRA)),
+    "sub empty": ("sub", hs(sub="", **GOOD_EXTRA)),
+    "sub a number": ("sub", hs(sub=42, **GOOD_EXTRA)),
+    "orders not a list": ("orders", hs(orders="o1", **GOOD_EXTRA)),
+    "orders with objects": ("orders", hs(orders=[{"id": 1}], **GOOD_EXTRA)),
+    "roles with an empty name": ("roles", hs(roles=[""], **GOOD_EXTRA)),
+}
+BAD_HS_TOKENS.update({name: (tok, "invalid_token") for name, (_, tok) in BAD_CLAIM_TYPES.items()})
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CLAIM_TYPES))
+def test_claims_of_the_wrong_type_are_refused_naming_the_claim(name: str) -> None:
+    claim, bad = BAD_CLAIM_TYPES[name]
+    with pytest.raises(AuthError) as refused:
+        TokenVerifier(**HS_VERIFIER).verify_sync(bad)  # type: ignore[arg-type]
+    assert refused.value.code == "invalid_token"
+    assert repr(claim) in refused.value.message or f"'{claim}'" in refused.value.message, \
+        refused.value.message
+
+
+def test_numeric_times_are_accepted_and_exp_becomes_the_expiry() -> None:
+    verifier = TokenVerifier(**HS_VERIFIER)  # type: ignore[arg-type]
+    identity = verifier.verify_sync(hs(exp=NOW + 600.5, nbf=NOW - 1.5, iat=NOW, **GOOD_EXTRA))
+    assert identity.expires_at == NOW + 600.5
+    assert verifier.verify_sync(hs(**GOOD_EXTRA)).expires_at == NOW + 600
 
 
 @pytest.mark.parametrize("name", sorted(BAD_HS_TOKENS))
@@ -185,6 +220,15 @@ async def test_refusals_reach_the_client_with_their_code() -> None:
             assert error["message"]
         metrics = srv.server.metrics.render().decode()
         assert 'realtime_auth_failures_total{code="expired"} 1.0' in metrics
+
+
+async def test_sse_refuses_a_string_exp() -> None:
+    async with run_server() as srv, aiohttp.ClientSession() as session:
+        bad = jwt.encode(claims(exp=str(NOW + 600)), SECRET, algorithm="HS256")
+        async with session.get(f"{srv.url}/sse", headers={"Authorization": f"Bearer {bad}"}) \
+                as response:
+            assert response.status == 401
+            assert (await response.json())["error"]["code"] == "invalid_token"
 
 
 async def test_rs256_server_refuses_confused_token_over_socketio() -> None:

@@ -2,11 +2,14 @@
 
 The algorithm list comes from configuration; the token's header only selects *which*
 configured key to use, so ``alg: none`` and algorithm-confusion tokens are refused.
+PyJWT checks the signature, ``iss`` and ``aud``; every rule about the claims themselves
+(types, expiry, not-before) is in :func:`identity_from_claims`, in one place.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +21,8 @@ from jwt import PyJWKClient, PyJWKSet
 from realtime.auth.identity import AuthError, Identity
 
 MAX_TOKEN_LENGTH = 16 * 1024
+MAX_CLAIM_ITEMS = 1000
+MAX_CLAIM_TEXT = 256
 
 
 class TokenVerifier:
@@ -107,12 +112,11 @@ class TokenVerifier:
                 issuer=self._issuer,
                 audience=self._audience,
                 leeway=self._leeway,
-                options={"require": ["sub", "exp"], "verify_aud": self._audience is not None},
+                # sub and the times are checked by identity_from_claims
+                options={"require": ["sub", "exp"], "verify_aud": self._audience is not None,
+                         "verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                         "verify_sub": False},
             )
-        except jwt.ExpiredSignatureError:
-            raise AuthError("expired", "token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise AuthError("invalid_token", "token is not valid yet (nbf/iat)") from None
         except jwt.MissingRequiredClaimError as exc:
             raise AuthError("invalid_token", f"missing claim {exc.claim!r}") from None
         except jwt.InvalidIssuerError:
@@ -121,29 +125,53 @@ class TokenVerifier:
             raise AuthError("invalid_token", "wrong audience") from None
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise AuthError("invalid_token", f"invalid token: {exc}") from None
-        return identity_from_claims(claims)
+        return identity_from_claims(claims, leeway=self._leeway)
 
 
-def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
-    """Validate the claim shapes we rely on (``sub``, ``roles``, ``orders``)."""
-    sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub or len(sub) > 256:
-        raise AuthError("invalid_token", "claim 'sub' must be a non-empty string")
-    roles = claims.get("roles", [])
-    if not isinstance(roles, list) or not all(isinstance(r, str) and r for r in roles):
-        raise AuthError("invalid_token", "claim 'roles' must be a list of strings")
-    orders = claims.get("orders", [])
-    if not isinstance(orders, list) or not all(
-        isinstance(o, str | int) and not isinstance(o, bool) for o in orders
+def _time(claims: Mapping[str, Any], name: str, required: bool = False) -> float | None:
+    """A NumericDate claim: a finite JSON number (PyJWT would also take ``"123"``)."""
+    value = claims.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or \
+            not math.isfinite(value):
+        raise AuthError("invalid_token", f"claim '{name}' must be a number (seconds since epoch)")
+    return float(value)
+
+
+def _texts(claims: Mapping[str, Any], name: str, allow_int: bool = False) -> list[str]:
+    """A list claim of non-empty strings (and integers, for order ids)."""
+    value = claims.get(name, [])
+    kinds = (str, int) if allow_int else (str,)
+    if not isinstance(value, list) or len(value) > MAX_CLAIM_ITEMS or not all(
+        isinstance(item, kinds) and not isinstance(item, bool)
+        and 0 < len(str(item)) <= MAX_CLAIM_TEXT for item in value
     ):
-        raise AuthError("invalid_token", "claim 'orders' must be a list of order ids")
-    exp = claims.get("exp")
-    return Identity(
-        user_id=sub,
-        roles=frozenset(roles),
-        orders=frozenset(str(o) for o in orders),
-        expires_at=float(exp) if isinstance(exp, int | float) else 0.0,
-    )
+        what = "order ids" if allow_int else "non-empty strings"
+        raise AuthError("invalid_token", f"claim '{name}' must be a list of {what}")
+    return [str(item) for item in value]
+
+
+def identity_from_claims(claims: Mapping[str, Any], *, leeway: float = 0.0,
+                         now: float | None = None) -> Identity:
+    """Every rule about claims: types first (``sub``, ``exp``/``nbf``/``iat``, ``roles``,
+    ``orders``), then the validity window (``exp`` past → ``expired``; ``nbf``/``iat`` in
+    the future → ``invalid_token``), each with ``leeway`` seconds of clock skew."""
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub or len(sub) > MAX_CLAIM_TEXT:
+        raise AuthError("invalid_token", "claim 'sub' must be a non-empty string")
+    exp = _time(claims, "exp", required=True)
+    assert exp is not None
+    not_before, issued_at = _time(claims, "nbf"), _time(claims, "iat")
+    roles, orders = _texts(claims, "roles"), _texts(claims, "orders", allow_int=True)
+    now = time.time() if now is None else now
+    if exp <= now - leeway:
+        raise AuthError("expired", "token has expired")
+    if (not_before is not None and not_before > now + leeway) or \
+            (issued_at is not None and issued_at > now + leeway):
+        raise AuthError("invalid_token", "token is not valid yet (nbf/iat)")
+    return Identity(user_id=sub, roles=frozenset(roles), orders=frozenset(orders),
+                    expires_at=exp)
 
 
 def mint_token(

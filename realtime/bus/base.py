@@ -1,6 +1,6 @@
 """The fan-out bus contract shared by every backend (``memory://``, ``redis://``).
 
-``publish`` is the one atomic step of delivery: it de-duplicates the event, gives each
+``publish`` is the one atomic step of delivery: it de-duplicates the event id, gives each
 delivery a position from one monotonic counter, appends it to the history of every
 target room and broadcasts it to the listeners of every instance. Either all of that
 happens or the call raises, so an ingest path may commit its source offset only after
@@ -19,13 +19,14 @@ from typing import Any
 
 import orjson
 
+from realtime.dependency import DependencyError
 from realtime.routing import Delivery
 
 log = logging.getLogger(__name__)
 
 
-class BusError(RuntimeError):
-    """Publishing failed; nothing may be considered delivered."""
+class BusError(DependencyError):
+    """Publishing failed; nothing may be considered delivered (and no id was claimed)."""
 
 
 def format_position(epoch: str, seq: int) -> str:
@@ -159,10 +160,13 @@ class FanoutBus(ABC):
         return True, "ok"
 
     @abstractmethod
-    async def publish(
-        self, event_id: str, deliveries: Sequence[Delivery], dedup_key: str | None = None
-    ) -> list[Message] | None:
-        """Deliver atomically; ``None`` if ``dedup_key`` (default ``event_id``) was seen."""
+    async def publish(self, event_id: str,
+                      deliveries: Sequence[Delivery]) -> list[Message] | None:
+        """Deliver atomically; ``None`` if ``event_id`` was published within the window.
+
+        The id is claimed only together with a successful publish: after a failure (an
+        exception) a retry with the same id is delivered, not taken for a duplicate.
+        """
 
     @abstractmethod
     async def replay(self, rooms: Iterable[str], position: str) -> Replay:

@@ -33,8 +33,8 @@ class DedupWindow:
         self._max = max_entries
         self._expiry: OrderedDict[str, float] = OrderedDict()
 
-    def claim(self, key: str) -> bool:
-        """True the first time ``key`` is seen in the window."""
+    def seen(self, key: str) -> bool:
+        """Whether ``key`` was claimed within the window (expired keys are forgotten here)."""
         now = self._clock()
         expiry = self._expiry
         while expiry:
@@ -42,13 +42,14 @@ class DedupWindow:
             if deadline > now and len(expiry) < self._max:
                 break
             del expiry[oldest]
-        if key in expiry:
-            return False
-        expiry[key] = now + self.window
-        return True
+        return key in expiry
 
-    def release(self, key: str) -> None:
-        self._expiry.pop(key, None)
+    def claim(self, key: str) -> bool:
+        """True the first time ``key`` is seen in the window (and it is now claimed)."""
+        if self.seen(key):
+            return False
+        self._expiry[key] = self._clock() + self.window
+        return True
 
 
 class MemoryBus(FanoutBus):
@@ -78,16 +79,18 @@ class MemoryBus(FanoutBus):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
 
-    async def publish(self, event_id: str, deliveries: Sequence[Delivery],
-                      dedup_key: str | None = None) -> list[Message] | None:
-        if not self._dedup.claim(dedup_key or event_id):
+    async def publish(self, event_id: str,
+                      deliveries: Sequence[Delivery]) -> list[Message] | None:
+        if self._dedup.seen(event_id):
             return None
+        parts = [body_parts(event_id, delivery.payload) for delivery in deliveries]
+        # Encoded without error: from here nothing can fail, so the id is claimed now.
+        self._dedup.claim(event_id)
         now = self._clock()
         messages = []
-        for delivery in deliveries:
+        for delivery, (head, tail) in zip(deliveries, parts, strict=True):
             self._seq += 1
             position = format_position(self.epoch, self._seq)
-            head, tail = body_parts(event_id, delivery.payload)
             message = Message(delivery.event, delivery.rooms, event_id, position,
                               head + position.encode() + tail)
             for room in delivery.rooms:

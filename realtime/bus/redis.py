@@ -1,7 +1,8 @@
 """``redis://`` (``rediss://``, ``redis+sentinel://``): the bus shared by all instances.
 
 One Lua script makes publishing atomic: de-duplicate, take positions from one counter,
-append to each room's stream (bounded by length and age) and PUBLISH to one channel.
+append to each room's stream (bounded by length and age), PUBLISH to one channel and only
+then claim the event id (so a failed publish never turns its retry into a "duplicate").
 A failure raises :class:`BusError`, so the caller (Kafka consumer) holds its offset.
 
 Each instance listens on the channel; a message is ``header_json \\n body`` so an
@@ -40,7 +41,7 @@ from realtime.routing import Delivery
 log = logging.getLogger(__name__)
 
 PUBLISH_SCRIPT = """
-if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[1]) == false then return false end
+if redis.call('EXISTS', KEYS[3]) == 1 then return false end
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   redis.call('SET', KEYS[2], ARGV[2])
@@ -49,7 +50,7 @@ end
 local maxlen, ttl, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local channel, prefix, event_id = ARGV[6], ARGV[7], ARGV[8]
 local count, i = tonumber(ARGV[9]), 10
-local positions = {}
+local positions, frames = {}, {}
 local trims = 0
 for d = 1, count do
   local event, head, tail, nrooms = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
@@ -84,9 +85,13 @@ for d = 1, count do
     redis.call('PEXPIRE', stream, ttl * 1000)
     redis.call('EXPIRE', meta, ttl * 2 + 86400)
   end
-  redis.call('PUBLISH', channel, header .. '\\n' .. body)
+  frames[d] = header .. '\\n' .. body
   positions[d] = position
 end
+-- Broadcast and claim the id only once every history write succeeded: a script error
+-- above (raised to the caller) leaves the id free for a retry and reaches no client.
+for d = 1, count do redis.call('PUBLISH', channel, frames[d]) end
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[1])
 positions[count + 1] = trims
 return positions
 """
@@ -112,7 +117,10 @@ class RedisBus(FanoutBus):
     """History in Redis Streams, broadcast through one pub/sub channel."""
 
     def __init__(self, url: str, *, prefix: str = "rt:", history_size: int = 1000,
-                 history_ttl: float = 3600.0, dedup_window: float = 600.0) -> None:
+                 history_ttl: float = 3600.0, dedup_window: float = 600.0,
+                 client: Any = None) -> None:
+        """``client`` shares an existing Redis client (closed with the bus); by default
+        the bus connects to ``url`` itself."""
         super().__init__()
         self.url = url
         self.prefix = prefix
@@ -120,7 +128,8 @@ class RedisBus(FanoutBus):
         self._size = history_size
         self._ttl = max(1, int(history_ttl))
         self._dedup = max(1, int(dedup_window))
-        self.redis: Any = connect(url)  # redis-py's typing is a union of bytes and str
+        # redis-py's typing is a union of bytes and str
+        self.redis: Any = client if client is not None else connect(url)
         self._script = self.redis.register_script(PUBLISH_SCRIPT)
         self._listener: asyncio.Task[None] | None = None
         self.connected = False
@@ -142,13 +151,14 @@ class RedisBus(FanoutBus):
             await self.redis.aclose()
 
     def status(self) -> tuple[bool, str]:
+        """The reason names the error type only; the listener logs where and why."""
         return (True, "redis: connected") if self.connected else (
-            False, f"redis unreachable: {self.last_error}")
+            False, f"redis unreachable: {self.last_error.split(':', 1)[0]}")
 
     # --- publish and replay -----------------------------------------------------------
 
-    async def publish(self, event_id: str, deliveries: Sequence[Delivery],
-                      dedup_key: str | None = None) -> list[Message] | None:
+    async def publish(self, event_id: str,
+                      deliveries: Sequence[Delivery]) -> list[Message] | None:
         args: list[Any] = [self._dedup, secrets.token_hex(4), self._size, self._ttl,
                            int(time.time() * 1000), self.channel, self.prefix, event_id,
                            len(deliveries)]
@@ -157,8 +167,7 @@ class RedisBus(FanoutBus):
             head, tail = body_parts(event_id, delivery.payload)
             heads_tails.append((head, tail))
             args += [delivery.event, head, tail, len(delivery.rooms), *delivery.rooms]
-        keys = [f"{self.prefix}seq", f"{self.prefix}epoch",
-                f"{self.prefix}dedup:{dedup_key or event_id}"]
+        keys = [f"{self.prefix}seq", f"{self.prefix}epoch", f"{self.prefix}dedup:{event_id}"]
         try:
             result = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as exc:

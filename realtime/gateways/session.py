@@ -8,6 +8,7 @@ keeps the bus's local-interest counts right, whatever the transport.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,9 +16,12 @@ from dataclasses import dataclass, field
 from realtime.auth.identity import Identity
 from realtime.auth.orders import OrderAccess
 from realtime.bus import RoomInterest
+from realtime.dependency import DependencyError
 from realtime.gateways.protocol import ClientError
 from realtime.state.orders import OrderInfo, OrderStore
 from realtime.state.presence import MemoryPresence, Presence
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -82,12 +86,16 @@ class RoomPolicy:
             raise ClientError("unauthenticated", "authenticate first")
         if order_id not in session.orders and len(session.orders) >= self.max_orders:
             raise ClientError("invalid", f"too many order subscriptions (max {self.max_orders})")
-        decision = await self.access.check(session.identity, order_id)
-        if not decision.allowed:
-            message = ("authorization service unavailable" if decision.verdict == "unavailable"
-                       else f"not allowed to watch order {order_id}")
-            raise ClientError(decision.verdict, message)
-        return await self.orders.get(order_id)
+        try:
+            decision = await self.access.check(session.identity, order_id)
+            if decision.allowed:
+                return await self.orders.get(order_id)
+        except DependencyError as exc:
+            log.warning("order state unavailable: %s", exc)
+            raise ClientError("unavailable", "order state is temporarily unavailable") from None
+        message = ("authorization service unavailable" if decision.verdict == "unavailable"
+                   else f"not allowed to watch order {order_id}")
+        raise ClientError(decision.verdict, message)
 
     def add_order(self, session: Session, order_id: str) -> str:
         session.orders.add(order_id)

@@ -24,17 +24,36 @@ from realtime.bus import FanoutBus, Message
 from realtime.gateways.catchup import CatchUp
 from realtime.gateways.protocol import ClientError, parse_order_id
 from realtime.gateways.session import RoomPolicy, Session
-from realtime.http.errors import ApiError, bearer_token
+from realtime.http.cors import CorsPolicy
+from realtime.http.errors import ApiError, bearer_token, error_response
 from realtime.metrics import Metrics
-from realtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
 RETRY_MS = 2000
+_LINE_BREAKS = str.maketrans("", "", "\r\n")
+
+
+@dataclass(frozen=True, slots=True)
+class SSEOptions:
+    """The settings the SSE gateway needs (see README "Configuration")."""
+
+    buffer_bytes: int
+    heartbeat_seconds: float
+    cookie_name: str
+    cors: CorsPolicy
 
 
 def frame(event: str, data: bytes, event_id: str | None = None) -> bytes:
-    """One SSE frame; ``data`` is single-line JSON."""
+    """One SSE frame; ``data`` is single-line JSON.
+
+    Line breaks are dropped from ``event`` and ``id`` so that no name can inject fields or
+    frames (names are validated at ingest already; this is defence in depth).
+    """
+    if "\n" in event or "\r" in event:
+        event = event.translate(_LINE_BREAKS)
+    if event_id and ("\n" in event_id or "\r" in event_id):
+        event_id = event_id.translate(_LINE_BREAKS)
     head = f"id: {event_id}\n" if event_id else ""
     return f"{head}event: {event}\ndata: ".encode() + data + b"\n\n"
 
@@ -53,9 +72,9 @@ class Stream(Session):
 
 
 class SSEGateway:
-    def __init__(self, *, settings: Settings, verifier: TokenVerifier, rooms: RoomPolicy,
+    def __init__(self, *, options: SSEOptions, verifier: TokenVerifier, rooms: RoomPolicy,
                  bus: FanoutBus, metrics: Metrics) -> None:
-        self.settings = settings
+        self.options = options
         self.verifier = verifier
         self.rooms = rooms
         self.bus = bus
@@ -67,6 +86,7 @@ class SSEGateway:
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/sse", self.handle)
+        app.router.add_route("OPTIONS", "/sse", self.preflight)
 
     # --- fan-out ---------------------------------------------------------------------
 
@@ -93,7 +113,8 @@ class SSEGateway:
             return
         stream.outbox.append(data)
         stream.buffered += len(data)
-        if stream.buffered > self.settings.sse_buffer_bytes:
+        # One frame always fits (an event may be as large as the buffer); more is a backlog.
+        if stream.buffered > self.options.buffer_bytes and len(stream.outbox) > 1:
             self.metrics.slow_disconnects.labels("sse").inc()
             log.info("sse client %s too slow (%d bytes buffered); disconnecting",
                      stream.id, stream.buffered, extra={"connectionId": stream.id})
@@ -114,32 +135,21 @@ class SSEGateway:
 
     # --- one stream ------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        token = (bearer_token(request) or request.query.get("token")
-                 or request.cookies.get(self.settings.sse_cookie_name))
-        if not token:
-            raise ApiError(401, "invalid_token",
-                           "token required (Authorization, ?token= or cookie)")
-        try:
-            identity = await self.verifier.verify(token)
-        except AuthError as exc:
-            self.metrics.auth_failures.labels(exc.code).inc()
-            raise ApiError(401, exc.code, exc.message) from None
-        stream = Stream(uuid4().hex, "sse")
-        self.rooms.identity_rooms(stream, identity)
-        try:
-            for raw in filter(None, request.query.get("orders", "").split(",")):
-                order_id = parse_order_id(raw.strip())
-                await self.rooms.authorize_order(stream, order_id)
-                self.rooms.add_order(stream, order_id)
-        except ClientError as exc:
-            self.rooms.release(stream)
-            status = 400 if exc.code == "invalid" else 403
-            raise ApiError(status, exc.code, exc.message) from None
+    async def preflight(self, request: web.Request) -> web.Response:
+        return web.Response(status=204,
+                            headers=self.options.cors.preflight(request.headers.get("Origin")))
 
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        cors = self.options.cors.headers(request.headers.get("Origin"))
+        try:
+            stream = await self._open(request)
+        except ApiError as exc:  # a refusal is readable by an allowed origin too
+            refused = error_response(exc.status, exc.code, exc.message, exc.details)
+            refused.headers.update(cors)
+            return refused
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no", **self._cors(request)})
+            "X-Accel-Buffering": "no", **cors})
         await response.prepare(request)
         stream.transport = request.transport
         resume_from = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
@@ -158,6 +168,31 @@ class SSEGateway:
             self._unregister(stream)
         return response
 
+    async def _open(self, request: web.Request) -> Stream:
+        """Authenticate and join the requested rooms, or raise :class:`ApiError`."""
+        token = (bearer_token(request) or request.query.get("token")
+                 or request.cookies.get(self.options.cookie_name))
+        if not token:
+            raise ApiError(401, "invalid_token",
+                           "token required (Authorization, ?token= or cookie)")
+        try:
+            identity = await self.verifier.verify(token)
+        except AuthError as exc:
+            self.metrics.auth_failures.labels(exc.code).inc()
+            raise ApiError(401, exc.code, exc.message) from None
+        stream = Stream(uuid4().hex, "sse")
+        self.rooms.identity_rooms(stream, identity)
+        try:
+            for raw in filter(None, request.query.get("orders", "").split(",")):
+                order_id = parse_order_id(raw.strip())
+                await self.rooms.authorize_order(stream, order_id)
+                self.rooms.add_order(stream, order_id)
+        except ClientError as exc:
+            self.rooms.release(stream)
+            status = {"invalid": 400, "unavailable": 503}.get(exc.code, 403)
+            raise ApiError(status, exc.code, exc.message) from None
+        return stream
+
     async def _resume(self, stream: Stream, position: str) -> None:
         try:
             replay = await self.bus.replay(stream.rooms, position)
@@ -174,7 +209,7 @@ class SSEGateway:
         self._queue(stream, frame("recovered", orjson.dumps({"recovered": recovered})))
 
     async def _pump(self, stream: Stream, response: web.StreamResponse) -> None:
-        heartbeat = self.settings.sse_heartbeat_seconds
+        heartbeat = self.options.heartbeat_seconds
         while True:
             if not stream.outbox:
                 if stream.closing:
@@ -218,11 +253,3 @@ class SSEGateway:
         self.metrics.connections.labels("sse").dec()
         with contextlib.suppress(Exception):
             stream.outbox.clear()
-
-    def _cors(self, request: web.Request) -> dict[str, str]:
-        """Credentials are allowed for listed origins only; never ``*`` with credentials."""
-        origin = request.headers.get("Origin")
-        if origin and origin in self.settings.cors_origins:
-            return {"Access-Control-Allow-Origin": origin,
-                    "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
-        return {}

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from realtime.auth import AuthError, Identity, TokenVerifier
+from realtime.dependency import DependencyError
 from realtime.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 
 def error_response(status: int, code: str, message: str,
@@ -33,11 +37,21 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return response
     except ApiError as exc:
         response = error_response(exc.status, exc.code, exc.message, exc.details)
-        if exc.status == 429 and isinstance(exc.details, dict):
-            response.headers["Retry-After"] = str(exc.details.get("retryAfterSeconds", 1))
+        if isinstance(exc.details, dict) and "retryAfterSeconds" in exc.details:
+            response.headers["Retry-After"] = str(exc.details["retryAfterSeconds"])
         return response
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(413, "payload_too_large", exc.text or "request body too large")
+
+
+def unavailable(exc: DependencyError, operation: str, metrics: Metrics,
+                **details: Any) -> ApiError:
+    """The 503 for a failed backend. The caller learns only what failed; which backend,
+    where and why goes to the log (one line) and ``/metrics``."""
+    metrics.dependency_failures.labels(operation).inc()
+    log.warning("%s unavailable: %s", operation, exc, extra={"operation": operation})
+    return ApiError(503, "unavailable", f"{operation} is temporarily unavailable; retry later",
+                    {"retryAfterSeconds": 1, **details})
 
 
 def bearer_token(request: web.Request) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,23 @@ from aiohttp import web
 from realtime.metrics import CONTENT_TYPE_LATEST, Metrics
 
 Check = Callable[[], tuple[bool, str]]
+
+#: URLs, IP addresses and ``host:port`` pairs (also Python's ``('host', port)``) in reasons.
+_ADDRESS = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.\-]*://\S+"
+    r"|\[[0-9A-Fa-f:.]+\](?::\d+)?"
+    r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"
+    r"|\b(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)*[A-Za-z0-9\-]+:\d{1,5}\b"
+    r"|\('[^']*',\s*\d+"
+)
+
+
+def public_reason(reason: str) -> str:
+    """A readiness reason fit for unauthenticated callers: internal addresses removed.
+
+    The full reason stays with the component's own log lines and ``/metrics``.
+    """
+    return _ADDRESS.sub("[address]", reason)
 
 
 class Readiness:
@@ -36,7 +54,8 @@ def add_routes(app: web.Application, readiness: Readiness, metrics: Metrics) -> 
 
     async def readyz(_: web.Request) -> web.Response:
         ready, checks = readiness.report()
-        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+        public = {name: public_reason(reason) for name, reason in checks.items()}
+        return web.json_response({"ready": ready, "checks": public}, status=200 if ready else 503)
 
     async def metrics_endpoint(_: web.Request) -> web.Response:
         response = web.Response(body=metrics.render())

@@ -1,26 +1,40 @@
-"""``POST /api/v1/publish``: a backend publishes one event (or a list) with a service token."""
+"""``POST /api/v1/publish``: a backend publishes one event (or a list) with a service token.
+
+A batch is all-or-nothing: every event is validated before any is published. The answer
+lists each event id once, either as ``accepted`` (published now) or as ``duplicates``
+(published before). An ``Idempotency-Key`` makes a retry of the same request get the first
+answer again; event-id de-duplication applies either way.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
 
-from realtime.bus import BusError
+from realtime.dependency import DependencyError
 from realtime.gateways.limits import TokenBucket
-from realtime.http.errors import ApiError, ServiceAuth
+from realtime.http.errors import ApiError, ServiceAuth, unavailable
 from realtime.ingest.pipeline import Ingestor
-from realtime.routing import RoutingError
+from realtime.routing import Routed, RoutingError
+from realtime.state.idempotency import Answer, IdempotencyStore, fingerprint, scoped_key
+
+log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_REQUEST = 500
+MAX_KEY_LENGTH = 200
 
 
 class PublishEndpoint:
     """Validates a whole batch before publishing any of it; rate-limited per service."""
 
-    def __init__(self, ingestor: Ingestor, auth: ServiceAuth, rate: float, burst: int) -> None:
+    def __init__(self, ingestor: Ingestor, auth: ServiceAuth, idempotency: IdempotencyStore,
+                 rate: float, burst: int) -> None:
         self.ingestor = ingestor
         self.auth = auth
+        self.idempotency = idempotency
+        self.metrics = ingestor.metrics
         self._rate, self._burst = rate, burst
         self._buckets: dict[str, TokenBucket] = {}
 
@@ -40,6 +54,10 @@ class PublishEndpoint:
 
     async def publish(self, request: web.Request) -> web.Response:
         identity = await self.auth.require(request)
+        key = request.headers.get("Idempotency-Key") or None
+        if key is not None and len(key) > MAX_KEY_LENGTH:
+            raise ApiError(400, "invalid_request",
+                           f"Idempotency-Key is longer than {MAX_KEY_LENGTH} characters")
         raw = await request.read()
         try:
             body = self.ingestor.decode(raw)
@@ -51,30 +69,69 @@ class PublishEndpoint:
             raise ApiError(400, "invalid_request",
                            f"send 1..{MAX_EVENTS_PER_REQUEST} events")
         self._admit(identity.user_id, len(events))
-        # Validate everything first so a bad batch publishes nothing.
+        routed = self._validate(events)
+        if key is None:
+            return await self._publish(routed)
+        return await self._publish_once(scoped_key(identity.user_id, key), fingerprint(body),
+                                        routed)
+
+    def _validate(self, events: list[Any]) -> list[Routed]:
+        """Every event of the batch, validated; one bad event refuses the whole batch."""
+        routed: list[Routed] = []
         problems: list[dict[str, Any]] = []
         for index, event in enumerate(events):
             try:
-                self.ingestor.router.route(event)
+                routed.append(self.ingestor.validate(event, "http"))
             except RoutingError as exc:
                 problems.append({"index": index, "reason": exc.reason, "message": exc.message})
         if problems:
-            for problem in problems:
-                self.ingestor.metrics.events_rejected.labels("http", problem["reason"]).inc()
             raise ApiError(400, "invalid_event", problems[0]["message"], problems)
-        idempotency_key = request.headers.get("Idempotency-Key") or None
-        if idempotency_key is not None and len(idempotency_key) > 200:
-            raise ApiError(400, "invalid_request", "Idempotency-Key is longer than 200 characters")
+        return routed
+
+    async def _publish(self, routed: list[Routed]) -> web.Response:
         accepted: list[str] = []
         duplicates: list[str] = []
-        for index, event in enumerate(events):
-            key = f"idem:{idempotency_key}:{index}" if idempotency_key else None
+        seen: set[str] = set()
+        for event in routed:
+            if event.event_id in seen:
+                continue  # the same id twice in one batch is one event
+            seen.add(event.event_id)
             try:
-                result = await self.ingestor.ingest(event, "http", dedup_key=key)
-            except (BusError, OSError, ConnectionError) as exc:
-                raise ApiError(503, "unavailable", f"fan-out bus unavailable: {exc}",
-                               {"accepted": accepted}) from None
-            accepted.append(result.event_id)
-            if result.duplicate:
-                duplicates.append(result.event_id)
+                result = await self.ingestor.publish(event)
+            except DependencyError as exc:
+                raise unavailable(exc, "publish", self.metrics, accepted=accepted,
+                                  duplicates=duplicates) from None
+            (duplicates if result.duplicate else accepted).append(result.event_id)
         return web.json_response({"accepted": accepted, "duplicates": duplicates}, status=202)
+
+    async def _publish_once(self, key: str, print_: str, routed: list[Routed]) -> web.Response:
+        """Publish under an idempotency key: the first answer is kept for the key's body."""
+        try:
+            previous = await self.idempotency.begin(key, print_)
+        except DependencyError as exc:
+            raise unavailable(exc, "publish", self.metrics) from None
+        if previous is not None:
+            if previous.fingerprint != print_:
+                raise ApiError(409, "idempotency_key_reused",
+                               "this Idempotency-Key was used with a different request body")
+            if previous.answer is None:
+                raise ApiError(409, "idempotency_key_in_use",
+                               "a request with this Idempotency-Key is still being handled",
+                               {"retryAfterSeconds": 1})
+            return web.Response(status=previous.answer.status, body=previous.answer.body,
+                                content_type="application/json",
+                                headers={"Idempotent-Replayed": "true"})
+        try:
+            response = await self._publish(routed)
+        except BaseException:
+            try:
+                await self.idempotency.abandon(key)
+            except DependencyError as exc:
+                log.warning("could not release an idempotency key: %s", exc)
+            raise
+        assert isinstance(response.body, bytes)
+        try:
+            await self.idempotency.finish(key, print_, Answer(response.status, response.body))
+        except DependencyError as exc:  # published all the same: answer, and say so in the log
+            log.warning("could not store an idempotent answer: %s", exc)
+        return response

@@ -1,4 +1,9 @@
-"""The one path every event takes: decode → route → remember order facts → publish."""
+"""The one path every event takes: decode → validate (route) → remember order facts → publish.
+
+HTTP publish and the Kafka consumer share it, so both accept and refuse exactly the same
+events: :meth:`Ingestor.decode` bounds the size, :meth:`Ingestor.validate` everything else
+(see :meth:`realtime.routing.Router.route`); both raise :class:`RoutingError` with a reason.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import orjson
 
 from realtime.bus import FanoutBus, Message
 from realtime.metrics import Metrics
-from realtime.routing import Router, RoutingError
+from realtime.routing import Routed, Router, RoutingError
 from realtime.state.orders import OrderStore
 
 
@@ -42,19 +47,21 @@ class Ingestor:
         except orjson.JSONDecodeError as exc:
             raise RoutingError("invalid_json", f"not JSON: {exc}") from None
 
-    async def ingest(self, event: object, source: str,
-                     dedup_key: str | None = None) -> IngestResult:
-        """Route and publish one event; raises RoutingError (bad event) or BusError."""
+    def validate(self, event: object, source: str) -> Routed:
+        """The validation step: what it returns can be encoded and delivered."""
         self.metrics.events_received.labels(source).inc()
         try:
-            routed = self.router.route(event)
+            return self.router.route(event)
         except RoutingError as exc:
             self.metrics.events_rejected.labels(source, exc.reason).inc()
             raise
+
+    async def publish(self, routed: Routed) -> IngestResult:
+        """Publish a validated event; raises a DependencyError (BusError) when a backend fails."""
         if routed.order_id is not None and (routed.owner_id or routed.order_status):
             await self.orders.record(routed.order_id, routed.owner_id, routed.order_status)
         try:
-            messages = await self.bus.publish(routed.event_id, routed.deliveries, dedup_key)
+            messages = await self.bus.publish(routed.event_id, routed.deliveries)
         except Exception:
             self.metrics.bus_publish_failures.inc()
             raise
@@ -63,3 +70,7 @@ class Ingestor:
             return IngestResult(routed.event_id, True, [])
         self.metrics.events_routed.labels(routed.type).inc()
         return IngestResult(routed.event_id, False, messages)
+
+    async def ingest(self, event: object, source: str) -> IngestResult:
+        """Validate and publish one event; raises RoutingError (bad event) or BusError."""
+        return await self.publish(self.validate(event, source))

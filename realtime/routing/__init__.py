@@ -1,5 +1,21 @@
-"""Routing: validated events in, deliveries (client event, rooms, payload) out."""
+"""Routing: validated events in, deliveries (client event, rooms, payload) out.
 
-from realtime.routing.table import ROUTES, Delivery, EventType, Route, Routed, Router, RoutingError
+:meth:`Router.route` is the one validation step of every ingest path (HTTP, Kafka, CLI):
+what it accepts can be encoded and delivered; what it refuses raises :class:`RoutingError`
+with a stable ``reason``.
+"""
 
-__all__ = ["ROUTES", "Delivery", "EventType", "Route", "Routed", "Router", "RoutingError"]
+from realtime.routing.errors import RoutingError
+from realtime.routing.shape import MAX_DEPTH
+from realtime.routing.table import (
+    RESERVED_EVENTS,
+    ROUTES,
+    Delivery,
+    EventType,
+    Route,
+    Routed,
+    Router,
+)
+
+__all__ = ["MAX_DEPTH", "RESERVED_EVENTS", "ROUTES", "Delivery", "EventType", "Route", "Routed",
+           "Router", "RoutingError"]

@@ -12,28 +12,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from realtime.routing.errors import RoutingError
+from realtime.routing.names import SERVER_EVENTS, SOCKETIO_EVENTS, SSE_EVENTS, check_event_name
+from realtime.routing.shape import check_depth
+
 Event = Mapping[str, Any]
 Projection = Callable[[Event], Any]
 
 #: Keys removed from ``updates`` for the admin copy when the event has no ``sanitizedUpdates``.
 SENSITIVE_KEYS = re.compile(r"pass(word)?|secret|token|ssn|card|cvv|iban|pin", re.IGNORECASE)
-#: Client event names a ``PUSH`` may not use (reserved by Socket.IO or by this server).
-RESERVED_EVENTS = frozenset({
-    "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener",
-    "error", "token_expired", "authenticated", "auth_error", "recovered", "order_status",
-    "update_accepted", "server_shutdown",
-})
 MAX_PUSH_ROOMS = 100
 ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.:@|\-]{1,200}$")
-
-
-class RoutingError(ValueError):
-    """An event that cannot be routed; ``reason`` is a stable code for dead letters."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 def src(name: str) -> Projection:
@@ -93,9 +82,8 @@ class EventType:
 
 
 def _push(event: Event) -> list[Delivery]:
-    name, rooms, data = event.get("event"), event.get("rooms"), event.get("data", {})
-    if not isinstance(name, str) or not name or len(name) > 100 or name in RESERVED_EVENTS:
-        raise RoutingError("invalid_field", "'event' must be a non-reserved event name")
+    name = check_event_name(event.get("event"), RESERVED_EVENTS)
+    rooms, data = event.get("rooms"), event.get("data", {})
     if not isinstance(rooms, list) or not rooms or len(rooms) > MAX_PUSH_ROOMS:
         raise RoutingError("invalid_field", f"'rooms' must be a list of 1..{MAX_PUSH_ROOMS} rooms")
     if not all(isinstance(r, str) and ROOM_PATTERN.fullmatch(r) for r in rooms):
@@ -150,6 +138,13 @@ ROUTES: dict[str, EventType] = {
     "PUSH": EventType(required=("event", "rooms"), build=_push),
 }
 
+#: Every client event name a ``PUSH`` may not use: protocol names, and every event the
+#: server emits itself (its gateways' own events and the client events of the rows above).
+RESERVED_EVENTS: frozenset[str] = (
+    SOCKETIO_EVENTS | SSE_EVENTS | SERVER_EVENTS
+    | frozenset(route.event for row in ROUTES.values() for route in row.routes)
+)
+
 #: Source fields that become part of a room name must be plain scalars.
 ROOM_FIELDS = ("userId", "orderId")
 MAX_ID_LENGTH = 200
@@ -185,6 +180,7 @@ class Router:
     def route(self, event: object) -> Routed:
         if not isinstance(event, Mapping):
             raise RoutingError("not_an_object", "event must be a JSON object")
+        check_depth(event)
         event_id, type_ = event.get("id"), event.get("type")
         if isinstance(event_id, float) and event_id.is_integer():
             event_id = int(event_id)  # JSON does not distinguish 7 from 7.0

@@ -12,6 +12,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
+from realtime.dependency import DependencyError
+
 MAX_MEMORY_ORDERS = 200_000
 
 
@@ -71,13 +75,21 @@ class RedisOrderStore(OrderStore):
         if status is not None:
             fields["status"] = status
         key = self._prefix + order_id
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, self._ttl)
-            await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=fields)
+                pipe.expire(key, self._ttl)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise DependencyError(f"redis order store failed: {type(exc).__name__}: {exc}"
+                                  ) from exc
 
     async def get(self, order_id: str) -> OrderInfo | None:
-        raw = await self._redis.hgetall(self._prefix + order_id)
+        try:
+            raw = await self._redis.hgetall(self._prefix + order_id)
+        except (RedisError, OSError) as exc:
+            raise DependencyError(f"redis order store failed: {type(exc).__name__}: {exc}"
+                                  ) from exc
         if not raw:
             return None
         owner, status = raw.get(b"owner"), raw.get(b"status")

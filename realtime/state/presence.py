@@ -19,6 +19,10 @@ from abc import ABC, abstractmethod
 from collections import Counter, deque
 from typing import Any
 
+from redis.exceptions import RedisError
+
+from realtime.dependency import DependencyError
+
 log = logging.getLogger(__name__)
 
 HEARTBEAT_TTL = 15
@@ -124,6 +128,13 @@ class RedisPresence(Presence):
             raise
 
     async def counts(self, room: str) -> tuple[int, int]:
+        try:
+            return await self._counts(room)
+        except (RedisError, OSError) as exc:
+            raise DependencyError(f"redis presence failed: {type(exc).__name__}: {exc}"
+                                  ) from exc
+
+    async def _counts(self, room: str) -> tuple[int, int]:
         await self._flush()
         key = f"{self._prefix}p:{room}"
         entries = await self._redis.hgetall(key)

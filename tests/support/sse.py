@@ -37,26 +37,36 @@ class SSEClient:
         return self.named(event)
 
     async def read(self, response: aiohttp.ClientResponse) -> None:
+        """Split chunks into lines ourselves: a frame may be far longer than aiohttp's
+        line limit (events up to the server's size limit)."""
         fields: dict[str, str] = {}
+        pending = bytearray()
         try:
-            async for raw in response.content:
-                line = raw.decode().rstrip("\n")
-                if not line:
-                    if "data" in fields:
-                        self.frames.append(Frame(fields.get("event", "message"),
-                                                 orjson.loads(fields["data"]), fields.get("id")))
-                    fields = {}
-                elif line.startswith(":"):
-                    self.comments += 1
-                elif line.startswith("retry:"):
-                    self.retry = int(line[6:])
-                else:
-                    key, _, value = line.partition(":")
-                    fields[key] = value[1:] if value.startswith(" ") else value
+            async for chunk in response.content.iter_any():
+                pending += chunk
+                *lines, rest = pending.split(b"\n")
+                pending = bytearray(rest)
+                for raw in lines:
+                    fields = self._line(raw.decode(), fields)
         except (aiohttp.ClientError, asyncio.CancelledError):
             pass
         finally:
             self.ended.set()
+
+    def _line(self, line: str, fields: dict[str, str]) -> dict[str, str]:
+        if not line:
+            if "data" in fields:
+                self.frames.append(Frame(fields.get("event", "message"),
+                                         orjson.loads(fields["data"]), fields.get("id")))
+            return {}
+        if line.startswith(":"):
+            self.comments += 1
+        elif line.startswith("retry:"):
+            self.retry = int(line[6:])
+        else:
+            key, _, value = line.partition(":")
+            fields[key] = value[1:] if value.startswith(" ") else value
+        return fields
 
 
 @contextlib.asynccontextmanager
