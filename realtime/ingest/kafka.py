@@ -132,7 +132,8 @@ class KafkaIngest:
         retrying = [f"{w.tp.topic}/{w.tp.partition}" for w in self.workers.values() if w.retrying]
         if retrying:
             return False, f"kafka: retrying {', '.join(retrying)}: {self.last_error}"
-        return True, f"kafka: {len(self.workers)} partition(s) assigned"
+        note = f"; {self.producer.degraded}" if self.producer.degraded else ""
+        return True, f"kafka: {len(self.workers)} partition(s) assigned{note}"
 
     # --- consuming -------------------------------------------------------------------
 

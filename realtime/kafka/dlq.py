@@ -11,12 +11,12 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
 
 from realtime.kafka.config import client_options
 from realtime.kafka.failures import Refusal
-from realtime.kafka.producer import KafkaProducer
+from realtime.kafka.producer import KafkaProducer, start_producer
 from realtime.settings import Settings
 
 
@@ -112,9 +112,7 @@ async def replay_dead_letters(settings: Settings, refs: list[str]) -> list[str]:
     missing = wanted - {d.ref for d in letters}
     if missing:
         raise LookupError(f"no dead letter at {', '.join(sorted(missing))}")
-    producer = AIOKafkaProducer(**client_options(settings, "-dlq"), acks="all",
-                                enable_idempotence=settings.kafka_enable_idempotence)
-    await producer.start()
+    producer, _ = await start_producer(settings, client_options(settings, "-dlq"))
     try:
         done = []
         for letter in letters:
