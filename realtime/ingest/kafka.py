@@ -8,6 +8,10 @@ partitions and connected clients are not affected. A failure that belongs to the
 itself (invalid, unroutable, unencodable, or anything unforeseen) dead-letters it with a
 reason and the partition moves on: a bad record never stalls a partition. Per-partition
 queues are bounded: a full queue pauses fetching for that partition (back-pressure).
+
+A partition assigned without a committed offset gets its starting position (resolved by
+``auto_offset_reset``) committed before the instance reports ready, so a crash before
+its first record cannot make a restart resolve "latest" again and skip records.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ class PartitionWorker:
     task: asyncio.Task[None] | None = None
     done_offset: int | None = None  # next offset to commit (last handled + 1)
     committed_offset: int | None = None
+    first_fetched: int | None = None  # offset of the first record queued for this worker
+    started: bool = False  # a committed starting position exists for this partition
     retrying: bool = False
 
 
@@ -132,6 +138,8 @@ class KafkaIngest:
         retrying = [f"{w.tp.topic}/{w.tp.partition}" for w in self.workers.values() if w.retrying]
         if retrying:
             return False, f"kafka: retrying {', '.join(retrying)}: {self.last_error}"
+        if not all(w.started for w in self.workers.values()):
+            return False, "kafka: committing starting offsets"
         note = f"; {self.producer.degraded}" if self.producer.degraded else ""
         return True, f"kafka: {len(self.workers)} partition(s) assigned{note}"
 
@@ -173,6 +181,8 @@ class KafkaIngest:
                 worker = self.workers.get(tp)
                 if worker is None:
                     continue  # revoked meanwhile; the new owner will fetch these
+                if worker.first_fetched is None and records:
+                    worker.first_fetched = records[0].offset
                 for record in records:
                     worker.queue.put_nowait(record)
                 if worker.queue.qsize() >= self._queue_size:
@@ -249,6 +259,8 @@ class KafkaIngest:
                     await worker.queue.join()
 
     async def _work(self, worker: PartitionWorker) -> None:
+        await self._retrying(worker, functools.partial(self._start_position, worker))
+        self._resume_if_drained(worker)
         while True:
             record = await worker.queue.get()
             try:
@@ -267,6 +279,22 @@ class KafkaIngest:
         if (consumer is not None and worker.queue.qsize() < self._queue_size // 2
                 and worker.tp in consumer.paused() and not self._stopping):
             consumer.resume(worker.tp)
+
+    async def _start_position(self, worker: PartitionWorker) -> None:
+        """Commit where this partition starts if the group has no offset for it yet."""
+        consumer = self.consumer
+        if consumer is None:
+            raise RuntimeError("consumer stopped")
+        if await consumer.committed(worker.tp) is None:
+            start = await consumer.position(worker.tp)
+            if worker.first_fetched is not None:  # records fetched meanwhile are still queued
+                start = min(start, worker.first_fetched)
+            await consumer.commit({worker.tp: start})
+            worker.committed_offset = start
+            log.info("no committed offset for %s: committed start %d", worker.tp, start,
+                     extra={"topic": worker.tp.topic, "partition": worker.tp.partition,
+                            "offset": start})
+        worker.started = True
 
     async def _retrying(self, worker: PartitionWorker, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run ``attempt`` until it succeeds; while failing, the partition is paused."""
