@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from realtime.kafka.failures import is_transient, refusal_for
+from realtime.routing import RoutingError
 from support.clients import connected
 from support.kafka import KafkaBroker
 from support.kafka_helpers import (
@@ -82,3 +86,27 @@ async def test_a_dead_letter_too_big_for_the_dlq_loses_its_value_not_the_partiti
     assert headers["x-dlq-reason"] == "invalid_json"
     assert headers["x-dlq-value-dropped"] == str(len(huge))
     assert letter.value == b""
+
+
+class Unavailable(RuntimeError):
+    """A backend's own outage error, as a store may raise it ``from`` the Redis error."""
+
+
+def test_outages_are_retried_and_everything_else_is_the_records_fault() -> None:
+    try:
+        try:
+            raise RedisConnectionError("connection refused")
+        except RedisConnectionError as exc:
+            raise Unavailable("order store down") from exc
+    except Unavailable as wrapped:
+        assert is_transient(wrapped)
+    for outage in (RedisConnectionError("x"), ConnectionResetError(), TimeoutError()):
+        assert is_transient(outage)
+    try:
+        orjson.dumps(orjson.loads(b"[" * 300 + b"]" * 300))
+    except orjson.JSONEncodeError as unencodable:
+        assert not is_transient(unencodable)
+        assert refusal_for(unencodable).reason == "internal_error"
+        assert "Recursion limit" in refusal_for(unencodable).message
+    assert not is_transient(KeyError("x")) and not is_transient(RecursionError())
+    assert refusal_for(RoutingError("missing_id", "no id")).reason == "missing_id"

@@ -36,8 +36,18 @@ class Refusal:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for an outage (retry the same record later), False for a bad record."""
-    return isinstance(exc, TRANSIENT)
+    """True for an outage (retry the same record later), False for a bad record.
+
+    A wrapper raised ``from`` an outage (a backend's own "unavailable" error) is an outage.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TRANSIENT):
+            return True
+        seen.add(id(current))
+        current = current.__cause__
+    return False
 
 
 def refusal_for(exc: Exception) -> Refusal:
