@@ -2,10 +2,16 @@
 
 Delivery is at-least-once. Each assigned partition has one worker that handles its
 records strictly in order; an offset is committed only after its record was published
-to the bus (or dead-lettered). A failing hand-off is retried with capped exponential
-backoff and jitter while that partition is paused; other partitions and connected
-clients are not affected. Per-partition queues are bounded: a full queue pauses
-fetching for that partition (back-pressure).
+to the bus (or dead-lettered). An outage (bus, Redis or broker unreachable) is retried
+with capped exponential backoff and jitter while that partition is paused; other
+partitions and connected clients are not affected. A failure that belongs to the record
+itself (invalid, unroutable, unencodable, or anything unforeseen) dead-letters it with a
+reason and the partition moves on: a bad record never stalls a partition. Per-partition
+queues are bounded: a full queue pauses fetching for that partition (back-pressure).
+
+A partition assigned without a committed offset gets its starting position (resolved by
+``auto_offset_reset``) committed before the instance reports ready, so a crash before
+its first record cannot make a restart resolve "latest" again and skip records.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -25,12 +31,15 @@ from aiokafka.client import AIOKafkaClient
 
 from realtime.ingest.pipeline import Ingestor
 from realtime.kafka.config import client_options
+from realtime.kafka.dlq import send_dead_letter
+from realtime.kafka.failures import Refusal, is_transient, refusal_for
 from realtime.kafka.producer import KafkaProducer
 from realtime.metrics import Metrics
 from realtime.routing import RoutingError
 from realtime.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
@@ -46,20 +55,6 @@ def backoff_delays(start: float = BACKOFF_START, cap: float = BACKOFF_CAP) -> An
         delay = min(cap, delay * 2)
 
 
-def dead_letter_headers(record: ConsumerRecord[bytes, bytes], reason: str,
-                        message: str) -> list[tuple[str, bytes]]:
-    """Original headers plus where the record came from and why it was refused."""
-    return [
-        *[(k, v) for k, v in (record.headers or ()) if not k.startswith("x-dlq-")],
-        ("x-dlq-reason", reason.encode()),
-        ("x-dlq-error", message[:1000].encode()),
-        ("x-dlq-source-topic", record.topic.encode()),
-        ("x-dlq-source-partition", str(record.partition).encode()),
-        ("x-dlq-source-offset", str(record.offset).encode()),
-        ("x-dlq-source-timestamp", str(record.timestamp).encode()),
-    ]
-
-
 @dataclass(eq=False)
 class PartitionWorker:
     """Handles one partition's records in order; remembers the next offset to commit."""
@@ -69,6 +64,8 @@ class PartitionWorker:
     task: asyncio.Task[None] | None = None
     done_offset: int | None = None  # next offset to commit (last handled + 1)
     committed_offset: int | None = None
+    first_fetched: int | None = None  # offset of the first record queued for this worker
+    started: bool = False  # a committed starting position exists for this partition
     retrying: bool = False
 
 
@@ -141,7 +138,10 @@ class KafkaIngest:
         retrying = [f"{w.tp.topic}/{w.tp.partition}" for w in self.workers.values() if w.retrying]
         if retrying:
             return False, f"kafka: retrying {', '.join(retrying)}: {self.last_error}"
-        return True, f"kafka: {len(self.workers)} partition(s) assigned"
+        if not all(w.started for w in self.workers.values()):
+            return False, "kafka: committing starting offsets"
+        note = f"; {self.producer.degraded}" if self.producer.degraded else ""
+        return True, f"kafka: {len(self.workers)} partition(s) assigned{note}"
 
     # --- consuming -------------------------------------------------------------------
 
@@ -181,6 +181,8 @@ class KafkaIngest:
                 worker = self.workers.get(tp)
                 if worker is None:
                     continue  # revoked meanwhile; the new owner will fetch these
+                if worker.first_fetched is None and records:
+                    worker.first_fetched = records[0].offset
                 for record in records:
                     worker.queue.put_nowait(record)
                 if worker.queue.qsize() >= self._queue_size:
@@ -257,25 +259,49 @@ class KafkaIngest:
                     await worker.queue.join()
 
     async def _work(self, worker: PartitionWorker) -> None:
+        await self._retrying(worker, functools.partial(self._start_position, worker))
+        self._resume_if_drained(worker)
         while True:
             record = await worker.queue.get()
             try:
-                await self._retrying(worker, functools.partial(self._handle, record))
+                self.metrics.kafka_consumed.labels(record.topic).inc()
+                refusal = await self._retrying(worker, functools.partial(self._hand_off, record))
+                if refusal is not None:
+                    await self._retrying(worker,
+                                         functools.partial(self._dead_letter, record, refusal))
                 worker.done_offset = record.offset + 1
             finally:
                 worker.queue.task_done()
-            consumer = self.consumer
-            if (consumer is not None and worker.queue.qsize() < self._queue_size // 2
-                    and worker.tp in consumer.paused() and not self._stopping):
-                consumer.resume(worker.tp)
+            self._resume_if_drained(worker)
 
-    async def _retrying(self, worker: PartitionWorker,
-                        attempt: Callable[[], Awaitable[None]]) -> None:
+    def _resume_if_drained(self, worker: PartitionWorker) -> None:
+        consumer = self.consumer
+        if (consumer is not None and worker.queue.qsize() < self._queue_size // 2
+                and worker.tp in consumer.paused() and not self._stopping):
+            consumer.resume(worker.tp)
+
+    async def _start_position(self, worker: PartitionWorker) -> None:
+        """Commit where this partition starts if the group has no offset for it yet."""
+        consumer = self.consumer
+        if consumer is None:
+            raise RuntimeError("consumer stopped")
+        if await consumer.committed(worker.tp) is None:
+            start = await consumer.position(worker.tp)
+            if worker.first_fetched is not None:  # records fetched meanwhile are still queued
+                start = min(start, worker.first_fetched)
+            await consumer.commit({worker.tp: start})
+            worker.committed_offset = start
+            log.info("no committed offset for %s: committed start %d", worker.tp, start,
+                     extra={"topic": worker.tp.topic, "partition": worker.tp.partition,
+                            "offset": start})
+        worker.started = True
+
+    async def _retrying(self, worker: PartitionWorker, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run ``attempt`` until it succeeds; while failing, the partition is paused."""
         delays = backoff_delays()
         while True:
             try:
-                await attempt()
+                result = await attempt()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -291,23 +317,36 @@ class KafkaIngest:
             if worker.retrying:
                 worker.retrying = False
                 log.info("hand-off recovered on %s", worker.tp)
-            return
+            return result
 
-    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        self.metrics.kafka_consumed.labels(record.topic).inc()
+    async def _hand_off(self, record: ConsumerRecord[bytes, bytes]) -> Refusal | None:
+        """Publish one record; an outage raises (retry), a bad record returns its refusal."""
         try:
             event = self.ingestor.decode(record.value)
+        except RoutingError as exc:  # counted here: the pipeline never saw it
+            self.metrics.events_rejected.labels("kafka", exc.reason).inc()
+            return refusal_for(exc)
+        try:
             await self.ingestor.ingest(event, "kafka")
-        except RoutingError as exc:
-            if exc.reason in ("invalid_json", "too_large"):
-                self.metrics.events_rejected.labels("kafka", exc.reason).inc()
-            await self.producer.send(self.settings.kafka_dlq_topic, record.key,
-                                     record.value or b"",
-                                     dead_letter_headers(record, exc.reason, exc.message))
-            log.info("dead-lettered %s/%s@%s: %s", record.topic, record.partition,
-                     record.offset, exc.reason,
-                     extra={"topic": record.topic, "partition": record.partition,
-                            "offset": record.offset, "reason": exc.reason})
+        except RoutingError as exc:  # counted by the pipeline
+            return refusal_for(exc)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            self.metrics.events_rejected.labels("kafka", "internal_error").inc()
+            return refusal_for(exc)
+        return None
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], refusal: Refusal) -> None:
+        await send_dead_letter(self.producer, self.settings.kafka_dlq_topic, record, refusal)
+        where = f"{record.topic}/{record.partition}@{record.offset}"
+        extra = {"topic": record.topic, "partition": record.partition,
+                 "offset": record.offset, "reason": refusal.reason}
+        if refusal.unexpected:
+            log.warning("dead-lettered %s: %s: %s", where, refusal.reason, refusal.message,
+                        extra=extra)
+        else:
+            log.info("dead-lettered %s: %s", where, refusal.reason, extra=extra)
 
     # --- broker health ---------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Reading and replaying dead letters (``realtime dlq list|replay``).
+"""Dead letters: writing one (the consumer), listing and replaying them (``realtime dlq``).
 
 A dead letter keeps the original key and bytes; its ``x-dlq-*`` headers say why it was
 refused and where it came from, so replay can put it back on its source topic once the
@@ -11,10 +11,43 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError
 
 from realtime.kafka.config import client_options
+from realtime.kafka.failures import Refusal
+from realtime.kafka.producer import KafkaProducer, start_producer
 from realtime.settings import Settings
+
+
+def dead_letter_headers(record: ConsumerRecord[bytes, bytes],
+                        refusal: Refusal) -> list[tuple[str, bytes]]:
+    """Original headers plus where the record came from and why it was refused."""
+    return [
+        *[(k, v) for k, v in (record.headers or ()) if not k.startswith("x-dlq-")],
+        ("x-dlq-reason", refusal.reason.encode()),
+        ("x-dlq-error", refusal.message.encode()),
+        ("x-dlq-source-topic", record.topic.encode()),
+        ("x-dlq-source-partition", str(record.partition).encode()),
+        ("x-dlq-source-offset", str(record.offset).encode()),
+        ("x-dlq-source-timestamp", str(record.timestamp).encode()),
+    ]
+
+
+async def send_dead_letter(producer: KafkaProducer, topic: str,
+                           record: ConsumerRecord[bytes, bytes], refusal: Refusal) -> None:
+    """Put ``record`` on the dead-letter topic.
+
+    A record too big to fit there with its headers is dead-lettered without its value
+    (``x-dlq-value-dropped`` gives the size) rather than retried forever.
+    """
+    headers = dead_letter_headers(record, refusal)
+    value = record.value or b""
+    try:
+        await producer.send(topic, record.key, value, headers)
+    except MessageSizeTooLargeError:
+        await producer.send(topic, record.key, b"",
+                            [*headers, ("x-dlq-value-dropped", str(len(value)).encode())])
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +112,7 @@ async def replay_dead_letters(settings: Settings, refs: list[str]) -> list[str]:
     missing = wanted - {d.ref for d in letters}
     if missing:
         raise LookupError(f"no dead letter at {', '.join(sorted(missing))}")
-    producer = AIOKafkaProducer(**client_options(settings, "-dlq"), acks="all",
-                                enable_idempotence=settings.kafka_enable_idempotence)
-    await producer.start()
+    producer, _ = await start_producer(settings, client_options(settings, "-dlq"))
     try:
         done = []
         for letter in letters:

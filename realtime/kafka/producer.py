@@ -2,6 +2,11 @@
 
 ``acks=all`` and (by default) idempotence, so a request is either durably on the topic
 or the caller gets an error within ``REALTIME_KAFKA_PRODUCE_TIMEOUT`` seconds.
+
+Some Kafka-protocol brokers (Tansu, older or locked-down clusters) refuse InitProducerId,
+so an idempotent producer can never start there. Rather than failing every produce (and
+stalling every partition with a record to dead-letter), the producer falls back to a
+non-idempotent one and says so once, in the log and in ``/readyz``.
 """
 
 from __future__ import annotations
@@ -9,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import BrokerResponseError
 
 from realtime.kafka.config import client_options
 from realtime.settings import Settings
@@ -18,6 +25,34 @@ from realtime.settings import Settings
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]]
+
+NO_IDEMPOTENCE = ("broker does not support idempotent producers; "
+                  "set REALTIME_KAFKA_ENABLE_IDEMPOTENCE=false")
+
+
+async def start_producer(settings: Settings,
+                         options: dict[str, Any]) -> tuple[AIOKafkaProducer, str | None]:
+    """A started ``acks=all`` producer, and a note when idempotence had to be given up."""
+    if not settings.kafka_enable_idempotence:
+        return await _started(options, idempotent=False), None
+    try:
+        return await _started(options, idempotent=True), None
+    except BrokerResponseError as exc:
+        # The broker answered InitProducerId with an error: it cannot give us a producer id.
+        note = f"{NO_IDEMPOTENCE} (InitProducerId: {type(exc).__name__}); producing without it"
+        producer = await _started(options, idempotent=False)
+        log.warning(note, extra={"error": type(exc).__name__})
+        return producer, note
+
+
+async def _started(options: dict[str, Any], *, idempotent: bool) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(**options, acks="all", enable_idempotence=idempotent)
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer
 
 
 class KafkaProducer:
@@ -27,23 +62,17 @@ class KafkaProducer:
         self._settings = settings
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
+        #: Set when the producer runs without idempotence although it was asked for.
+        self.degraded: str | None = None
 
     async def _ensure(self) -> AIOKafkaProducer:
         if self._producer is not None:
             return self._producer
         async with self._lock:
             if self._producer is None:
-                settings = self._settings
-                options = client_options(settings, "-producer")
-                options["request_timeout_ms"] = int(settings.kafka_produce_timeout * 1000)
-                producer = AIOKafkaProducer(
-                    **options, acks="all", enable_idempotence=settings.kafka_enable_idempotence)
-                try:
-                    await producer.start()
-                except BaseException:
-                    await producer.stop()
-                    raise
-                self._producer = producer
+                options = client_options(self._settings, "-producer")
+                options["request_timeout_ms"] = int(self._settings.kafka_produce_timeout * 1000)
+                self._producer, self.degraded = await start_producer(self._settings, options)
         return self._producer
 
     async def send(self, topic: str, key: bytes | None, value: bytes,

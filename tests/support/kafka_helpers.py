@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from support.kafka import KafkaBroker
 from support.server import ServerProcess
@@ -85,25 +89,55 @@ async def produce(broker: KafkaBroker, topic: str, values: list[Any],
         await producer.stop()
 
 
+class TopicTail:
+    """Reads a topic from its beginning in the background (no group), keeping every record."""
+
+    def __init__(self, broker: KafkaBroker, topic: str) -> None:
+        self.records: list[ConsumerRecord[bytes, bytes]] = []
+        self._topic = topic
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap,
+                                          enable_auto_commit=False, auto_offset_reset="earliest")
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    async def __aenter__(self) -> TopicTail:
+        await self._consumer.start()
+        await self._consumer.topics()  # fetch metadata
+        partitions = self._consumer.partitions_for_topic(self._topic) or {0}
+        self._consumer.assign([TopicPartition(self._topic, p) for p in partitions])
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+    async def _read(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                self.records.extend(records)
+            if batch:
+                self._changed.set()
+
+    async def wait(self, done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+                   limit: float = 15.0) -> list[ConsumerRecord[bytes, bytes]]:
+        """Wait until ``done(records)`` holds; return the records read so far."""
+        async with asyncio.timeout(limit):
+            while not done(self.records):
+                self._changed.clear()
+                await self._changed.wait()
+        return self.records
+
+
 async def read_all(broker: KafkaBroker, topic: str, expect: int,
                    limit: float = 15.0) -> list[ConsumerRecord[bytes, bytes]]:
     """Read ``topic`` from the beginning (no group) until ``expect`` records arrived."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        await consumer.topics()  # fetch metadata
-        partitions = consumer.partitions_for_topic(topic) or {0}
-        consumer.assign([TopicPartition(topic, p) for p in partitions])
-        async with asyncio.timeout(limit):
-            while len(records) < expect:
-                batch = await consumer.getmany(timeout_ms=200)
-                for recs in batch.values():
-                    records.extend(recs)
-    finally:
-        await consumer.stop()
-    return records
+    async with TopicTail(broker, topic) as tail:
+        return list(await tail.wait(lambda records: len(records) >= expect, limit))
 
 
 async def start_ready(*servers: ServerProcess) -> None:
@@ -111,3 +145,25 @@ async def start_ready(*servers: ServerProcess) -> None:
     await asyncio.gather(*(server.start() for server in servers))
     for server in servers:
         await wait_ready(server.url, limit=60)
+
+
+def dlq_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
+    """A dead letter's headers as text."""
+    return {k: v.decode(errors="replace") for k, v in record.headers}
+
+
+def log_problems(records: list[logging.LogRecord]) -> list[str]:
+    """Log records a hostile input must never cause: tracebacks and errors."""
+    return [r.getMessage() for r in records
+            if r.exc_info or "Traceback" in r.getMessage() or r.levelno >= logging.ERROR]
+
+
+async def metric(url: str, name: str, **labels: str) -> float:
+    """One sample of the server's ``/metrics`` (0 when the series does not exist yet)."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
