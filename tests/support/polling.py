@@ -15,7 +15,7 @@ import orjson
 from multidict import CIMultiDictProxy
 
 #: The Engine.IO endpoint opening a long-polling session.
-OPEN_PATH = "/socket.io/?EIO=4&transport=polling"
+POLLING = "/socket.io/?EIO=4&transport=polling"
 SEPARATOR = "\x1e"
 
 
@@ -38,7 +38,7 @@ class Polling:
 
     def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
         self.http = http
-        self.base = url + OPEN_PATH
+        self.base = url + POLLING
         self.sid = ""
 
     @property
@@ -55,6 +55,12 @@ class Polling:
 
     async def get(self, timeout: float = 5.0) -> Answer:
         return await request(self.http, "GET", self.url, timeout=timeout)
+
+    async def pending(self) -> asyncio.Future[Answer]:
+        """A GET left waiting on the server (a long-poll), to be awaited later."""
+        waiting = asyncio.ensure_future(self.get())
+        await asyncio.sleep(0.05)
+        return waiting
 
     async def post(self, body: str | bytes, timeout: float = 5.0) -> Answer:
         return await request(self.http, "POST", self.url, data=body, timeout=timeout)

@@ -17,7 +17,7 @@ import orjson
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's example: accept is s3pPLMBiTxaQ9kYGzzhZRbK+xOo=
 #: The Engine.IO endpoint opening a WebSocket-only session.
-OPEN_PATH = "/socket.io/?EIO=4&transport=websocket"
+WEBSOCKET = "/socket.io/?EIO=4&transport=websocket"
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
 
@@ -37,11 +37,6 @@ def client_frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool 
         return head + payload
     key = b"\x12\x34\x56\x78"
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-
-
-def connect_packet(token: str | None = None) -> str:
-    """A Socket.IO CONNECT to ``/`` in its Engine.IO message (``40`` or ``40{"token":...}``)."""
-    return "40" if token is None else "40" + orjson.dumps({"token": token}).decode()
 
 
 class Closed(Exception):
@@ -129,7 +124,7 @@ class RawSocket:
 
 
 @asynccontextmanager
-async def upgraded(url: str, path: str = OPEN_PATH,
+async def upgraded(url: str, path: str = WEBSOCKET,
                    key: str = KEY) -> AsyncIterator[tuple[RawSocket, bytes]]:
     """A WebSocket upgrade request to ``path`` (with its query); yields the socket and the
     response head (``HTTP/1.1 101 ...`` or an error status)."""
@@ -147,7 +142,7 @@ async def upgraded(url: str, path: str = OPEN_PATH,
 
 @asynccontextmanager
 async def opened(url: str,
-                 path: str = OPEN_PATH) -> AsyncIterator[tuple[RawSocket, dict[str, Any]]]:
+                 path: str = WEBSOCKET) -> AsyncIterator[tuple[RawSocket, dict[str, Any]]]:
     """An Engine.IO session over WebSocket, past its open packet (yielded, decoded)."""
     async with upgraded(url, path) as (ws, head):
         assert head.startswith(b"HTTP/1.1 101"), head
