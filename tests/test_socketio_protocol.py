@@ -110,7 +110,7 @@ async def test_connect_without_a_token_and_no_authenticate_is_closed() -> None:
     ("bad", "malformed token", "invalid_token"),
     (token(ttl=-60), "token has expired", "expired"),
     (token(secret="another-secret-0123456789abcdef0123"), None, "invalid_token"),
-])
+], ids=["malformed", "expired", "wrong-key"])
 async def test_connect_with_a_bad_token_gets_connect_error(
         credential: str, message: str | None, code: str) -> None:
     async with run_server() as srv, opened(srv.url) as (ws, _):
@@ -304,5 +304,5 @@ async def test_an_invalid_packet_over_polling_closes_the_session(
         assert (answer.status, answer.body) == (200, "1")  # the pending poll gets a close
         assert (await poll.get()).status == 400
         lines = json_lines(server_log)
-        assert len(lines) == 1 and "exc" not in lines[0], lines
+        assert len(lines) <= 1 and not [line for line in lines if "exc" in line], lines
         assert connections(srv) == (0, 0)
