@@ -7,6 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -23,6 +24,13 @@ def kafka_broker() -> Iterator[KafkaBroker]:
     finally:
         if not broker.external:
             broker.kill()
+
+
+@pytest.fixture
+def server_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Every record the server logs during the test (DEBUG and up)."""
+    caplog.set_level(logging.DEBUG)
+    return caplog
 
 
 from support.redis_server import RedisServer  # noqa: E402

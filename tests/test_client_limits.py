@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import pytest
 
 from support.clients import connected
+from support.logs import assert_no_tracebacks
 from support.server import run_server, token
 
 MALFORMED = [
@@ -25,18 +25,6 @@ MALFORMED = [
     ("resume", None), ("resume", {"position": 7}), ("resume", {"position": "x", "y": 1}),
     ("no_such_event", {"a": 1}),
 ]
-
-
-@pytest.fixture
-def server_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG)
-    return caplog
-
-
-def assert_no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
-    bad = [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()
-           or r.levelno >= logging.ERROR]
-    assert not bad, [r.getMessage() for r in bad]
 
 
 async def test_malformed_payloads_get_clear_errors(server_log: pytest.LogCaptureFixture) -> None:

@@ -16,12 +16,12 @@ from support.kafka import KafkaBroker
 from support.kafka_helpers import (
     KafkaNames,
     dlq_headers,
-    log_problems,
     metric,
     produce,
     read_all,
     wait_ready,
 )
+from support.logs import problems
 from support.server import run_server, token
 
 
@@ -66,7 +66,7 @@ async def test_unencodable_event_goes_to_the_dlq_and_the_next_one_is_delivered(
         assert await metric(srv.url, "realtime_kafka_retries_total") == 0
     lines = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
     assert len(lines) == 1 and f"@0: {reason}" in lines[0], lines
-    assert not log_problems(caplog.records)
+    assert not problems(caplog.records)
 
 
 async def test_a_dead_letter_too_big_for_the_dlq_loses_its_value_not_the_partition(

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from support.clients import Recorder, connected
 from support.kafka import KafkaBroker
 from support.kafka_events import ROOM, Case, cases
-from support.kafka_helpers import KafkaNames, TopicTail, dlq_headers, log_problems, wait_ready
+from support.kafka_helpers import KafkaNames, TopicTail, dlq_headers, wait_ready
+from support.logs import problems
 from support.server import run_server, token
 
 MAX_EVENT_BYTES = 32 * 1024  # so that "huge" cases straddle the limit
@@ -151,4 +152,4 @@ async def test_every_record_is_delivered_intact_or_dead_lettered(
     await stack.dlq.wait(lambda letters: undelivered <= source_offsets(letters, stack.topic))
     for case, raw, offset in produced:
         event(check(stack, case, raw, offset))
-    assert not log_problems(stack.log.records)
+    assert not problems(stack.log.records)

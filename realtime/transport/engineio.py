@@ -106,7 +106,7 @@ class EngineSocket:
     """One Engine.IO session, on long-polling or (after the handshake or an upgrade) WebSocket."""
 
     __slots__ = ("closed", "connected", "draining", "environ", "inbox", "poll", "pong_due",
-                 "probe", "queue", "server", "sid", "timer", "ws")
+                 "posting", "probe", "queue", "server", "sid", "timer", "ws")
 
     def __init__(self, server: EngineServer, sid: str, environ: dict[str, Any]) -> None:
         self.server = server
@@ -116,6 +116,7 @@ class EngineSocket:
         self.probe: WebSocketConnection | None = None  # an upgrade that answered the probe
         self.queue: list[Packet] = []  # for long-polling
         self.poll: asyncio.Future[None] | None = None  # the pending GET
+        self.posting = False  # a POST is being read
         # A list, not a deque: it is almost always empty, and an empty deque is ~600 bytes.
         self.inbox: list[Packet | Callable[[], Awaitable[Any]]] = []
         self.draining = False
@@ -529,11 +530,19 @@ class EngineServer:
         return self._text(request, encode_payload(batch))
 
     async def _post(self, request: web.Request, socket: EngineSocket) -> web.Response:
+        if socket.posting:
+            self.reject(socket, "overlapping long-polling POST requests")
+            return self._error(request, 3, "Bad request")
+        socket.posting = True
         try:
             body = await _read_body(request, self.config.max_payload)
         except PayloadTooLarge:
             self.reject(socket, "long-polling payload over maxPayload", CloseCode.TOO_BIG)
             return self._error(request, 3, "Payload too large", status=413)
+        finally:
+            socket.posting = False
+        if socket.closed:
+            return self._error(request, 1, "Session ID unknown")
         try:
             for packet in decode_payload(body):
                 socket.receive(packet)

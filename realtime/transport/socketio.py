@@ -85,6 +85,13 @@ class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
         await super()._handle_eio_connect(eio_sid, environ)
+        self._arm_deadline(eio_sid)
+
+    def _arm_deadline(self, eio_sid: str) -> None:
+        """A session must be in a namespace within ``connect_timeout`` (again after leaving)."""
+        previous = self._deadlines.pop(eio_sid, None)
+        if previous is not None:
+            previous.cancel()
         self._deadlines[eio_sid] = asyncio.get_running_loop().call_later(
             self.connect_timeout, self._connect_deadline, eio_sid)
 
@@ -161,6 +168,8 @@ class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
         sid = self._require_connected(eio_sid, namespace)
         if packet.type == packets.DISCONNECT:
             await self._handle_disconnect(eio_sid, namespace, self.reason.CLIENT_DISCONNECT)
+            if not self._namespaces_of(eio_sid):
+                self._arm_deadline(eio_sid)
         elif packet.type in (packets.EVENT, packets.BINARY_EVENT):
             self._spawn(self._event(eio_sid, sid, namespace, packet))
         elif packet.id in self.manager.callbacks.get(sid, {}):

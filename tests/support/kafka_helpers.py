@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -150,12 +149,6 @@ async def start_ready(*servers: ServerProcess) -> None:
 def dlq_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
     """A dead letter's headers as text."""
     return {k: v.decode(errors="replace") for k, v in record.headers}
-
-
-def log_problems(records: list[logging.LogRecord]) -> list[str]:
-    """Log records a hostile input must never cause: tracebacks and errors."""
-    return [r.getMessage() for r in records
-            if r.exc_info or "Traceback" in r.getMessage() or r.levelno >= logging.ERROR]
 
 
 async def metric(url: str, name: str, **labels: str) -> float:
