@@ -136,8 +136,8 @@ class Topology:
         host, port = self.redis.removeprefix("redis://").removesuffix("/0").split(":")
         redis_dir = self.workdir / "redis"
         redis_dir.mkdir()
-        redis = self.child("redis", ["redis-server", "--bind", host, "--port", port,
-                                     "--appendonly", "yes", "--dir", str(redis_dir)])
+        redis = self.child("redis", ["redis-server", "--bind", host, "--port", port, "--save",
+                                     "", "--appendonly", "no", "--dir", str(redis_dir)])
         await wait_port(redis, f"{host}:{port}")
 
     async def start_instance(self, number: int, address: str) -> None:
@@ -244,12 +244,8 @@ async def wait_lb_routes_to_all(child: Child, url: str, count: int) -> None:
             await asyncio.sleep(0.05)
 
 
-async def supervise(topology: Topology) -> int:
-    """Wait for SIGINT/SIGTERM (exit 0) or for a process to die on its own (exit 1)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+async def supervise(topology: Topology, stop: asyncio.Event) -> int:
+    """Until ``stop`` (exit 0) or a process dies on its own (exit 1)."""
     while not stop.is_set():
         dead = [child for child in topology.children if child.exited()]
         if dead:
@@ -261,11 +257,23 @@ async def supervise(topology: Topology) -> int:
 
 
 async def run(args: argparse.Namespace) -> int:
+    # Signals stop the topology at any point, start-up included: nothing is left running.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     workdir = Path(tempfile.mkdtemp(prefix="realtime-topology-"))
     topology = Topology(args.port, workdir)
+    starting = asyncio.create_task(topology.start())
+    stopping = asyncio.create_task(stop.wait())
     try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            print("native topology: stopped before it was ready", file=sys.stderr)
+            return 1
         try:
-            ready = await topology.start()
+            ready = starting.result()
         except StartError as exc:
             print(f"native topology: {exc}", file=sys.stderr)
             return 1
@@ -273,8 +281,12 @@ async def run(args: argparse.Namespace) -> int:
         print(f"native topology ready: {ready['url']} -> {', '.join(ready['instances'])}; "
               f"Kafka {ready['kafka']}, Redis {ready['redis']}, logs in {workdir}. "
               "Ctrl-C stops it.", file=sys.stderr, flush=True)
-        return await supervise(topology)
+        return await supervise(topology, stop)
     finally:
+        for task in (starting, stopping):
+            task.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
         topology.stop()
         if not args.keep_logs:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -163,6 +163,27 @@ async def test_sse_through_the_balancer_gets_http_and_kafka_events(topology: Top
     assert [g["eventId"] for g in greetings] == ["sse-lb-1", "sse-lb-2"]
 
 
+def _children(pid: int) -> set[int]:
+    return {int(child) for child in
+            Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def test_native_topology_stopped_during_start_up_leaves_nothing_running() -> None:
+    proc = subprocess.Popen([sys.executable, str(NATIVE), "--port", "0"],
+                            env={**os.environ, "REALTIME_JWT_SECRET": SECRET},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while len(started := _children(proc.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)  # Kafka, Redis, then the first instance
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert len(started) >= 3, stderr
+    assert proc.returncode == 1 and b"stopped before it was ready" in stderr, stderr
+    for pid in started:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
 def test_native_topology_requires_a_secret() -> None:
     env = {k: v for k, v in os.environ.items() if k != "REALTIME_JWT_SECRET"}
     result = subprocess.run([sys.executable, str(NATIVE), "--port", "0"], env=env,
