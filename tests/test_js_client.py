@@ -50,3 +50,4 @@ async def test_official_client_over_long_polling() -> None:
         await _publish_to(srv, "poller", "poll-1")
         event = await client.until("event")
         assert event["args"][0]["eventId"] == "poll-1"
+        assert await client.wait() == 0
