@@ -1,6 +1,8 @@
 // Official socket.io-client driven by tests: `node client.mjs URL CONFIG_JSON`.
-// Prints one JSON line per thing that happens (connect, connect_error, event, ack, disconnect).
-// CONFIG: {auth, emit: [{event, args, ack}], exitAfterEvents, timeoutMs}
+// Prints one JSON line per thing that happens (open, upgrade, connect, connect_error, event,
+// ack, disconnect).
+// CONFIG: {auth, emit: [{event, args, ack}], exitAfterEvents, timeoutMs, transports,
+//          withCredentials (Node keeps cookies, e.g. a load balancer's sticky-session cookie)}
 import { io } from "socket.io-client";
 
 const url = process.argv[2];
@@ -11,18 +13,28 @@ let received = 0;
 const socket = io(url, {
   auth: config.auth || {},
   transports: config.transports || ["websocket"],
+  withCredentials: config.withCredentials || false,
   reconnection: false,
+});
+socket.io.on("open", () => {
+  print({ type: "open", transport: socket.io.engine.transport.name });
+  socket.io.engine.on("upgrade", (transport) => print({ type: "upgrade", transport: transport.name }));
 });
 const timer = setTimeout(() => { print({ type: "timeout" }); process.exit(3); },
   config.timeoutMs || 10000);
 const done = (code) => { clearTimeout(timer); socket.close(); setTimeout(() => process.exit(code), 50); };
 
 socket.on("connect", async () => {
-  print({ type: "connect", id: socket.id });
+  const engine = socket.io.engine;
+  print({ type: "connect", id: socket.id, engineId: engine.id, transport: engine.transport.name });
   for (const item of config.emit || []) {
     if (item.ack) {
-      const response = await socket.timeout(5000).emitWithAck(item.event, ...(item.args || []));
-      print({ type: "ack", event: item.event, response });
+      try {
+        const response = await socket.timeout(5000).emitWithAck(item.event, ...(item.args || []));
+        print({ type: "ack", event: item.event, response });
+      } catch (err) {
+        print({ type: "ack_error", event: item.event, message: String(err.message || err) });
+      }
     } else {
       socket.emit(item.event, ...(item.args || []));
     }
