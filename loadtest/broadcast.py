@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from loadtest.lean_client import LeanClient, LeanSSEClient, client_session, no_gc_pauses
 from loadtest.proc import cpu_seconds, rss_bytes
-from loadtest.report import Run, print_table, save, tally
+from loadtest.report import Progress, Run, print_table, save, tally, wait_for
 from realtime.auth.tokens import mint_token
 from support.server import SECRET, ServerProcess, service_token
 
@@ -63,10 +63,10 @@ async def connect(session: aiohttp.ClientSession, url: str, subs: list[str], rol
         (LeanSSEClient if i >= len(subs) - sse else LeanClient)(
             url, mint_token(SECRET, sub, roles=roles, ttl=24 * 3600))
         for i, sub in enumerate(subs)]
+    progress = Progress("connected", len(clients))
     for start in range(0, len(clients), 250):
         await asyncio.gather(*(c.start(session) for c in clients[start:start + 250]))
-        if len(clients) > 2000:
-            print(f"    {min(len(clients), start + 250):,} connected", flush=True)
+        progress.update(min(len(clients), start + 250))
     return clients
 
 
@@ -111,10 +111,8 @@ async def measure(name: str, args: argparse.Namespace, rooms_per_client: Callabl
                 events = await send(session, server.url, run_id)
                 expected = expected_ids(events, len(clients), rooms_per_client)
                 total = sum(len(x) for x in expected)
-                deadline = time.monotonic() + args.timeout
-                while sum(len(c.event_ids) for c in clients) < total \
-                        and time.monotonic() < deadline:
-                    await asyncio.sleep(0.005)
+                await wait_for(lambda: sum(len(c.event_ids) for c in clients), total,
+                               args.timeout, "delivered")
                 cpu1, t1 = cpu_seconds(pid), time.monotonic()
             run = tally(Run(name, len(clients), seconds=t1 - t0, cpu_seconds=cpu1 - cpu0),
                         clients, expected)
@@ -215,7 +213,7 @@ async def main() -> None:
             print(f"[{scenario}] {name} ...", flush=True)
             runs.append(await runner(name, args))
         print_table(scenario, runs, target)
-        print(f"  → {save(scenario, runs, plot=scenario != 'idle')}", flush=True)
+        save(scenario, runs, settings=vars(args))
 
 
 if __name__ == "__main__":

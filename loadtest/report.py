@@ -1,8 +1,12 @@
-"""Benchmark output: a table on stdout, JSON for machines, a PNG of latency distributions."""
+"""Benchmark output shared by every script: progress on long runs, a table on stdout,
+``results/<name>.json`` for machines and a PNG where a distribution exists."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,11 +16,12 @@ import orjson
 from loadtest.lean_client import LeanClient, percentile
 
 RESULTS = Path(__file__).resolve().parent / "results"
+LATENCY_AXIS = "latency, publish → client (ms, log scale)"
 
 
 @dataclass
 class Run:
-    """What one server did in one scenario, from the load client's and /proc's view."""
+    """What one server (or one phase) did in one scenario, from the load client and /proc."""
 
     server: str
     clients: int
@@ -25,24 +30,36 @@ class Run:
     duplicates: int = 0
     seconds: float = 0.0
     cpu_seconds: float = 0.0
-    connect_p50_ms: float = 0.0
+    connect_p50_ms: float = math.nan
     latency_ms: dict[str, float] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list, repr=False)
 
     @property
     def cpu_us_per_delivery(self) -> float:
-        return self.cpu_seconds / self.delivered * 1e6 if self.delivered else math.nan
+        if not (self.delivered and self.cpu_seconds):  # nothing delivered, or not measured
+            return math.nan
+        return self.cpu_seconds / self.delivered * 1e6
 
     @property
     def deliveries_per_second(self) -> float:
-        return self.delivered / self.seconds if self.seconds else math.nan
+        """Over the whole measured window (``seconds``), not a sample of it."""
+        return self.delivered / self.seconds if self.delivered and self.seconds else math.nan
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
         del data["latencies"]
         return {**data, "cpu_us_per_delivery": self.cpu_us_per_delivery,
                 "deliveries_per_second": self.deliveries_per_second}
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """p50/p95/p99/max in milliseconds of ``values`` in seconds (empty when there are none)."""
+    if not values:
+        return {}
+    summary = {f"p{p}": percentile(values, p) * 1000 for p in (50, 95, 99)}
+    summary["max"] = max(values) * 1000
+    return summary
 
 
 def tally(run: Run, clients: list[LeanClient], expected: list[set[str]]) -> Run:
@@ -53,10 +70,9 @@ def tally(run: Run, clients: list[LeanClient], expected: list[set[str]]) -> Run:
         run.duplicates += len(got) - len(set(got))
         run.missing += len(wanted - set(got))
         run.latencies += client.latencies
-    run.connect_p50_ms = percentile([c.connect_seconds for c in clients], 50) * 1000
-    if run.latencies:
-        run.latency_ms = {f"p{p}": percentile(run.latencies, p) * 1000 for p in (50, 95, 99)}
-        run.latency_ms["max"] = max(run.latencies) * 1000
+    if clients:
+        run.connect_p50_ms = percentile([c.connect_seconds for c in clients], 50) * 1000
+    run.latency_ms = spread(run.latencies)
     return run
 
 
@@ -65,70 +81,123 @@ def ratio(ours: float, reference: float) -> float:
 
 
 def _cells(run: Run) -> dict[str, str]:
-    cells = {
-        "clients": f"{run.clients:,}",
-        "delivered": f"{run.delivered:,}",
-        "missing / duplicate": f"{run.missing} / {run.duplicates}",
-        "server CPU s": f"{run.cpu_seconds:.2f}",
-        "CPU µs per delivery": f"{run.cpu_us_per_delivery:.2f}",
-        "deliveries/s": f"{run.deliveries_per_second:,.0f}",
-        "connect p50 ms": f"{run.connect_p50_ms:.1f}",
-    }
-    cells.update({f"latency {k} ms": f"{v:.1f}" for k, v in run.latency_ms.items()})
-    cells.update({k: f"{v:,.2f}" for k, v in run.extra.items()})
+    """Only the rows that apply to this run (an idle run has no deliveries: no NaN rows)."""
+    cells: dict[str, str] = {}
+    if run.clients:
+        cells["clients"] = f"{run.clients:,}"
+    if run.delivered or run.missing:
+        cells["delivered"] = f"{run.delivered:,}"
+        cells["missing / duplicate"] = f"{run.missing} / {run.duplicates}"
+    if run.seconds:
+        cells["seconds"] = f"{run.seconds:.2f}"
+    if run.cpu_seconds:
+        cells["server CPU s"] = f"{run.cpu_seconds:.2f}"
+    numbers = {"CPU µs per delivery": (run.cpu_us_per_delivery, 2),
+               "deliveries/s": (run.deliveries_per_second, 0),
+               "connect p50 ms": (run.connect_p50_ms, 1)}
+    numbers.update({f"latency {k} ms": (v, 1) for k, v in run.latency_ms.items()})
+    numbers.update({k: (v, 0 if isinstance(v, int) else 2) for k, v in run.extra.items()})
+    for label, (value, digits) in numbers.items():
+        if not math.isnan(value):
+            cells[label] = f"{value:,.{digits}f}"
     return cells
 
 
 def print_table(title: str, runs: list[Run], target: str = "") -> None:
     columns = [_cells(r) for r in runs]
+    width = max(16, *(len(r.server) + 2 for r in runs))
+    label_width = max(24, *(len(k) + 2 for cells in columns for k in cells))
     print(f"\n{title}" + (f"   (target: {target})" if target else ""))
-    print(f"  {'':24}" + "".join(f"{r.server:>16}" for r in runs))
+    print(f"  {'':{label_width}}" + "".join(f"{r.server:>{width}}" for r in runs))
     for label in dict.fromkeys(k for cells in columns for k in cells):
-        print(f"  {label:24}" + "".join(f"{cells.get(label, '-'):>16}" for cells in columns))
+        print(f"  {label:{label_width}}"
+              + "".join(f"{cells.get(label, '-'):>{width}}" for cells in columns))
     ratios = ratios_to_reference(runs)
     if ratios:
-        print(f"  {'ratio CPU/delivery':24}" + "".join(
-            f"{ratios[r.server]:>16.3f}" if r.server in ratios else f"{'':>16}" for r in runs))
+        print(f"  {'ratio CPU/delivery':{label_width}}" + "".join(
+            f"{ratios[r.server]:>{width}.3f}" if r.server in ratios else f"{'':>{width}}"
+            for r in runs))
 
 
 def ratios_to_reference(runs: list[Run]) -> dict[str, float]:
     """CPU per delivery of each run divided by the reference's (the last run) in the same run."""
     if len(runs) < 2 or runs[-1].server != "reference":
         return {}
-    return {r.server: ratio(r.cpu_us_per_delivery, runs[-1].cpu_us_per_delivery)
-            for r in runs[:-1]}
+    ratios = {r.server: ratio(r.cpu_us_per_delivery, runs[-1].cpu_us_per_delivery)
+              for r in runs[:-1]}
+    return {server: value for server, value in ratios.items() if not math.isnan(value)}
 
 
-def save(name: str, runs: list[Run], plot: bool = True) -> Path:
-    """Write ``results/<name>.json`` (and ``<name>.png`` when there are latencies)."""
+def save(name: str, runs: list[Run], *, axis: str = LATENCY_AXIS,
+         settings: dict[str, Any] | None = None) -> Path:
+    """Write ``results/<name>.json``, and ``<name>.png`` when a run has a distribution
+    (``Run.latencies``, in seconds, plotted on ``axis``). Prints where they went."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    body: dict[str, Any] = {"scenario": name, "runs": [r.summary() for r in runs]}
-    body["ratio_cpu_per_delivery"] = ratios_to_reference(runs)
+    body: dict[str, Any] = {"scenario": name, "settings": settings or {},
+                            "runs": [r.summary() for r in runs],
+                            "ratio_cpu_per_delivery": ratios_to_reference(runs)}
     path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    if plot and any(r.latencies for r in runs):
-        plot_latencies(name, runs, RESULTS / f"{name}.png")
+    written = [path]
+    if any(r.latencies for r in runs):
+        written.append(plot_distribution(name, runs, axis, RESULTS / f"{name}.png"))
+    print("  → " + ", ".join(str(p) for p in written), flush=True)
     return path
 
 
-def plot_latencies(name: str, runs: list[Run], path: Path) -> None:
+def plot_distribution(name: str, runs: list[Run], axis: str, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for run in runs:
         if run.latencies:
             values = sorted(v * 1000 for v in run.latencies)
+            p99 = percentile(run.latencies, 99) * 1000
             ax.plot(values, [(i + 1) / len(values) for i in range(len(values))],
-                    label=f"{run.server} (p99 {run.latency_ms['p99']:.1f} ms)")
+                    label=f"{run.server} (p99 {p99:.1f} ms)")
     ax.set_xscale("log")
-    ax.set_xlabel("latency, publish → client (ms, log scale)")
-    ax.set_ylabel("fraction of deliveries")
-    ax.set_title(f"{name}: latency distribution")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(  # 2 and 5 of each decade, plain numbers
+        lambda v, _: f"{v:g}" if round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
+    ax.set_xlabel(axis)
+    ax.set_ylabel("fraction")
+    ax.set_title(f"{name}: distribution")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return path
+
+
+class Progress:
+    """``label: done/total`` every few seconds, so a long run shows it is alive.
+
+    Silent on short runs (nothing before the first interval has passed).
+    """
+
+    def __init__(self, label: str, total: int, every: float = 2.0) -> None:
+        self.label, self.total, self.every = label, total, every
+        self._next = time.monotonic() + every
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.every
+            share = f" ({done / self.total:.0%})" if self.total else ""
+            print(f"    {self.label}: {done:,}/{self.total:,}{share}", flush=True)
+
+
+async def wait_for(count: Callable[[], int], total: int, timeout: float, label: str,
+                   interval: float = 0.005) -> int:
+    """Poll ``count()`` until it reaches ``total`` or ``timeout`` passes; show progress."""
+    progress = Progress(label, total)
+    deadline = time.monotonic() + timeout
+    while (done := count()) < total and time.monotonic() < deadline:
+        progress.update(done)
+        await asyncio.sleep(interval)
+    return done

@@ -34,7 +34,7 @@ import orjson
 from loadtest.broadcast import BENCH_ENV, REFERENCE, connect, ensure_reference, publish
 from loadtest.lean_client import LeanClient, client_session, no_gc_pauses
 from loadtest.proc import cpu_seconds
-from loadtest.report import Run, print_table, save, tally
+from loadtest.report import Progress, Run, print_table, save, tally, wait_for
 from support.kafka import KafkaBroker
 from support.redis_server import RedisServer
 from support.server import ServerProcess
@@ -140,18 +140,15 @@ async def stream(clients: list[LeanClient], send: Send, args: argparse.Namespace
     print(f"    streaming {count:,} events at {args.rate:g}/s "
           f"({args.rate * len(clients):,.0f} deliveries/s) ...", flush=True)
     ids = [f"{run_id}-{n}" for n in range(count)]
-    start = time.monotonic()
+    start, progress = time.monotonic(), Progress("sent", count, every=5.0)
     for n, event_id in enumerate(ids):
         await send(bench_event(event_id))
         delay = start + (n + 1) / args.rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        if (n + 1) % max(1, int(args.rate * 5)) == 0:
-            print(f"      {n + 1:,} sent", flush=True)
-    deadline = time.monotonic() + args.timeout
-    while sum(len(c.event_ids) for c in clients) < count * len(clients) \
-            and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+        progress.update(n + 1)
+    await wait_for(lambda: sum(len(c.event_ids) for c in clients), count * len(clients),
+                   args.timeout, "delivered", interval=0.01)
     return ids
 
 
@@ -203,7 +200,7 @@ async def main() -> None:
         runs.append(await measure(name, args))
     print_table(f"stream: {args.rate:g} events/s x {args.clients:,} clients on 2 instances",
                 runs, "realtime latency p99 ≤ 50 ms at 20,000 deliveries/s")
-    print(f"  → {save('stream', runs)}", flush=True)
+    save("stream", runs, settings=vars(args))
 
 
 if __name__ == "__main__":

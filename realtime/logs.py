@@ -32,10 +32,21 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+#: Libraries that attach their own plain-text handler when their logger has no level.
+_SELF_HANDLING = ("engineio.server", "engineio.client", "socketio.server", "socketio.client")
+
+
 def configure_logging(level: str) -> None:
+    """Every record, ours and the libraries', as one JSON line on stderr at ``level``."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for name in _SELF_HANDLING:
+        # python-engineio adds a StreamHandler (prose on stderr) unless a level is set; keep
+        # its default threshold (ERROR) but let the records go through the JSON handler.
+        library = logging.getLogger(name)
+        library.handlers.clear()
+        library.setLevel(max(logging.ERROR, root.level))

@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 #: Used when no key material is configured, so ``realtime serve`` works out of the box.
 DEV_JWT_SECRET = "realtime-dev-secret-change-me-0123456789"
 
+#: Shortest accepted ``REALTIME_JWT_SECRET`` (HS256 wants a key as long as its 256-bit hash).
+MIN_SECRET_BYTES = 32
+
 CsvList = Annotated[list[str], NoDecode]
 
 DEFAULT_TOPICS = [
@@ -39,7 +42,7 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     cors_origins: CsvList = Field(default_factory=list)
     shutdown_grace: float = Field(10.0, gt=0)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     max_request_bytes: int = Field(1024 * 1024, gt=0)
 
     # --- identity ------------------------------------------------------------------
@@ -122,6 +125,26 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_any_case(cls, value: object) -> object:
+        """``debug``, ``Info``, ``warn``: the spellings people use all mean the level."""
+        if isinstance(value, str):
+            upper = value.strip().upper()
+            return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(upper, upper)
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        """A short HMAC secret can be brute-forced from one token (RFC 7518: ≥ 256 bits)."""
+        if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_BYTES} bytes (got {len(value.encode())}); "
+                "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                " (or unset it to run in development mode with the built-in secret)")
+        return value
+
     @field_validator("jwt_algorithms")
     @classmethod
     def _known_algorithms(cls, value: list[str]) -> list[str]:
@@ -137,7 +160,8 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str | None) -> str | None:
         if value and not value.startswith(("redis://", "rediss://", "redis+sentinel://",
                                            "memory://", "unix://")):
-            raise ValueError("must start with redis://, rediss://, redis+sentinel:// or memory://")
+            raise ValueError("must start with redis://, rediss://, redis+sentinel://, unix:// "
+                             "or memory://")
         return value
 
     @model_validator(mode="after")
@@ -183,4 +207,5 @@ def load_settings(**overrides: object) -> Settings:
         value = err.get("input")
         shown = "" if isinstance(value, dict) or field.endswith(("secret", "password")) \
             else f" (got {value!r})"
-        raise SettingsError(f"{name}: {err['msg']}{shown}") from None
+        message = err["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"{name}: {message}{shown}") from None

@@ -6,6 +6,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from support.browser import Page, chromium
 from support.kafka import KafkaBroker
 from support.kafka_helpers import KafkaNames, produce, wait_ready
@@ -54,3 +56,38 @@ async def test_demo_page_shows_events_and_resumes_after_a_drop(
                 "[...document.querySelectorAll('#events li')]"
                 ".filter(li => li.dataset.event === 'recovered').map(li => li.textContent)")
             assert recovered and '"recovered":true' in recovered[-1]
+            # The page counts what the resume brought and shows the last position.
+            stats = await page.evaluate(STATS)
+            assert stats["recovered"] == "1" and stats["lost"] == "0", stats
+            assert 5 <= int(stats["replayed"]) <= 6, stats  # k2 may arrive live instead
+            last = await page.evaluate(
+                "JSON.parse([...document.querySelectorAll('#events li')]"
+                ".filter(li => li.dataset.id === 'k2')[0].textContent.slice(5)).position")
+            assert stats["position"] == last and stats["state"] == "connected", stats
+
+
+STATS = ("document.getElementById('stats') && "  # null until the page is parsed
+         "Object.fromEntries(['recovered', 'lost', 'replayed', 'position', 'status']"
+         ".map(id => [id, document.getElementById(id).textContent])"
+         ".concat([['state', document.getElementById('status').dataset.state]]))")
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("garbage", "401 invalid_token: "),
+    ("expired", "401 expired: "),
+    ("forbidden order", "403 forbidden: "),
+])
+async def test_demo_page_says_why_it_cannot_connect(kind: str, reason: str) -> None:
+    async with run_server() as srv:
+        query = {"garbage": "token=not-a-jwt",
+                 "expired": f"token={token('web', ttl=-60)}",
+                 "forbidden order": f"token={token('web')}&orders=o-elsewhere"}[kind]
+        async with chromium(f"{srv.url}/demo?{query}") as page:
+            stats: dict[str, str] = {}
+            async with asyncio.timeout(20):
+                while stats.get("state") != "refused":
+                    stats = await page.evaluate(STATS) or {}
+                    await asyncio.sleep(0.1)
+            assert stats["status"].startswith("cannot connect: " + reason), stats
+            await asyncio.sleep(2.5)  # longer than the SSE retry: it stays refused, says why
+            assert await page.evaluate(STATS) == stats

@@ -30,8 +30,37 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details
 
 
+#: Codes for the errors aiohttp raises itself (routing, body size); others use the reason.
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+               413: "payload_too_large"}
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's plain-text 404/405/413 as the error JSON (keeping e.g. ``Allow``)."""
+    details: dict[str, Any] = {"method": request.method, "path": request.path}
+    message = exc.reason
+    if isinstance(exc, web.HTTPNotFound):
+        message = f"no such endpoint: {request.path} (see /api/v1/openapi.json)"
+    elif isinstance(exc, web.HTTPMethodNotAllowed):
+        details["allowed"] = sorted(exc.allowed_methods)
+        message = f"{request.method} is not allowed on {request.path}"
+    elif isinstance(exc, web.HTTPRequestEntityTooLarge):
+        message = exc.text or "request body too large"
+    code = _HTTP_CODES.get(exc.status, exc.reason.lower().replace(" ", "_").replace("-", "_"))
+    response = error_response(exc.status, code, message, details)
+    for name, value in exc.headers.items():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every HTTP error leaves as ``{"error": {code, message, details}}``.
+
+    Responses a handler returns pass untouched (the Engine.IO transport answers its own
+    protocol errors); what is raised is rendered here, including aiohttp's routing errors.
+    """
     try:
         response: web.StreamResponse = await handler(request)
         return response
@@ -40,8 +69,15 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         if isinstance(exc.details, dict) and "retryAfterSeconds" in exc.details:
             response.headers["Retry-After"] = str(exc.details["retryAfterSeconds"])
         return response
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(413, "payload_too_large", exc.text or "request body too large")
+    except web.HTTPException as exc:
+        if exc.status < 400:  # redirects and the like are answers, not errors
+            raise
+        return _from_http_exception(request, exc)
+    except ConnectionError:  # the client went away; nothing to answer
+        raise
+    except Exception:
+        log.exception("unhandled error answering %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal server error")
 
 
 def unavailable(exc: DependencyError, operation: str, metrics: Metrics,

@@ -72,13 +72,23 @@ OPENAPI = Path(__file__).resolve().parent.parent / "openapi.json"
 
 
 def add_demo_route(app: web.Application) -> None:
-    """``GET /demo`` (live events through the browser's EventSource) and the OpenAPI file."""
+    """``GET /demo`` (live events through the browser's EventSource), ``GET /`` (redirects
+    there, with the other entry points in the body) and the OpenAPI file."""
 
     async def demo(_: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "demo.html",
                                 headers={"Cache-Control": "no-cache"})
 
     app.router.add_get("/demo", demo)
+
+    async def index(_: web.Request) -> web.Response:
+        # A browser lands on the demo page; curl shows where things are.
+        links = {"demo": "/demo", "openapi": "/api/v1/openapi.json", "health": "/healthz",
+                 "ready": "/readyz", "metrics": "/metrics", "socketio": "/socket.io/",
+                 "sse": "/sse", "docs": "README.md in the source tree"}
+        return web.json_response(links, status=302, headers={"Location": "/demo"})
+
+    app.router.add_get("/", index)
 
     async def openapi(_: web.Request) -> web.FileResponse:
         return web.FileResponse(OPENAPI, headers={"Content-Type": "application/json"})
