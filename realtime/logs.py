@@ -9,7 +9,8 @@ import orjson
 
 #: Anything that looks like a JWT (three base64url parts) is masked in log output.
 _JWT = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")
-_STANDARD = frozenset(vars(logging.makeLogRecord({})))
+#: Record attributes that are not extras (``message``/``asctime`` are set by formatting).
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 def redact(text: str) -> str:
@@ -44,6 +45,7 @@ def configure_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # Python warnings become JSON records too
     for name in _SELF_HANDLING:
         # python-engineio adds a StreamHandler (prose on stderr) unless a level is set; keep
         # its default threshold (ERROR) but let the records go through the JSON handler.

@@ -120,7 +120,7 @@ def check_install_command(block: Block) -> None:
     elif block.what == "pip":
         wanted = next(d for d in pyproject["project"]["dependencies"]
                       if d.startswith("python-socketio"))
-        version = wanted.split(">=")[1]
+        version = wanted.split(">=")[1].split(",")[0]
         assert command == f'pip install "python-socketio[asyncio_client]>={version}"', \
             block.where()
     else:

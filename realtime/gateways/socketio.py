@@ -92,11 +92,12 @@ class SocketIOGateway:
         self.sio.attach(app)
 
     async def shutdown(self) -> None:
-        """Tell every client to reconnect (to another instance), then disconnect them."""
+        """Tell every client to reconnect (to another instance), then close the transports.
+
+        No Socket.IO DISCONNECT is sent: official clients do not reconnect after a server
+        disconnect, while a closed transport makes them reconnect on their own."""
         if self.connections:
             await self.sio.emit("server_shutdown", {"reconnect": True})
-            await asyncio.gather(*(self.sio.disconnect(sid) for sid in list(self.connections)),
-                                 return_exceptions=True)
         await self.sio.shutdown()
 
     # --- fan-out -------------------------------------------------------------------

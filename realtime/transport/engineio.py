@@ -307,8 +307,10 @@ class EngineServer:
         await asyncio.sleep(seconds)
 
     async def shutdown(self) -> None:
-        """End every session (clients reconnect elsewhere); pending long-polls return."""
-        await self.disconnect()
+        """End every session, WebSockets with 1001 (going away): clients reconnect,
+        elsewhere. Pending long-polls return what was queued and a close packet."""
+        for socket in list(self.sockets.values()):
+            socket.close(Reason.SERVER_DISCONNECT, code=CloseCode.GOING_AWAY)
         await asyncio.sleep(0)
         for poll_owner in list(self.closing.values()):
             poll_owner.wake_poll()
