@@ -38,7 +38,7 @@ async def test_unknown_paths_are_404_error_json(method: str, path: str) -> None:
     ("POST", "/healthz", ["GET", "HEAD"]),
     ("DELETE", "/api/v1/publish", ["POST"]),
     ("GET", "/api/v1/publish", ["POST"]),
-    ("PUT", "/sse", ["GET", "HEAD"]),
+    ("PUT", "/sse", ["GET", "HEAD", "OPTIONS"]),
 ])
 async def test_wrong_methods_are_405_error_json_with_allow(method: str, path: str,
                                                            allowed: list[str]) -> None:
@@ -54,7 +54,7 @@ async def test_socketio_and_sse_answers_are_their_own() -> None:
     async with run_server() as srv:
         # The transport's protocol errors stay as Engine.IO clients expect them.
         status, body, _ = await request("GET", f"{srv.url}/socket.io/?EIO=3&transport=polling")
-        assert status == 400 and "unsupported version" in body
+        assert (status, body) == (400, {"code": 5, "message": "Unsupported protocol version"})
         status, body, _ = await request("GET", f"{srv.url}/socket.io/?EIO=4&transport=polling")
         assert status == 200 and body.startswith('0{"sid":')
         status, body, _ = await request("GET", f"{srv.url}/sse")
