@@ -2,53 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
-from pathlib import Path
-from typing import Any
-
+from support.js import JsClient
 from support.server import Running, run_server, token
-
-JS_DIR = Path(__file__).parent / "js"
-
-
-def _ensure_node_modules() -> None:
-    assert shutil.which("node"), "node is required for the official-client test"
-    assert (JS_DIR / "node_modules" / "socket.io-client").exists(), \
-        "run `npm ci` in tests/js (scripts/test.sh does)"
-
-
-class JsClient:
-    """``node client.mjs`` as a subprocess; its stdout is a JSON line per happening."""
-
-    def __init__(self, url: str, config: dict[str, Any]) -> None:
-        self.url, self.config = url, config
-        self.lines: list[dict[str, Any]] = []
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> JsClient:
-        _ensure_node_modules()
-        self.proc = await asyncio.create_subprocess_exec(
-            "node", str(JS_DIR / "client.mjs"), self.url, json.dumps(self.config),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        return self
-
-    async def until(self, kind: str, limit: float = 10.0) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdout is not None
-        async with asyncio.timeout(limit):
-            while True:
-                line = await self.proc.stdout.readline()
-                if not line:
-                    stderr = await self.proc.stderr.read() if self.proc.stderr else b""
-                    raise AssertionError(f"node exited before {kind}: {self.lines} {stderr!r}")
-                self.lines.append(json.loads(line))
-                if self.lines[-1]["type"] == kind:
-                    return self.lines[-1]
-
-    async def wait(self) -> int:
-        assert self.proc is not None
-        return await asyncio.wait_for(self.proc.wait(), 10)
 
 
 async def _publish_to(srv: Running, user: str, event_id: str) -> None:

@@ -1,5 +1,6 @@
 // Official socket.io-client driven by tests: `node client.mjs URL CONFIG_JSON`.
-// Prints one JSON line per thing that happens (connect, connect_error, event, ack, disconnect).
+// Prints one JSON line per thing that happens (connect, upgrade, connect_error, event, ack,
+// disconnect).
 // CONFIG: {auth, emit: [{event, args, ack}], exitAfterEvents, timeoutMs}
 import { io } from "socket.io-client";
 
@@ -13,6 +14,7 @@ const socket = io(url, {
   transports: config.transports || ["websocket"],
   reconnection: false,
 });
+socket.io.engine.on("upgrade", (transport) => print({ type: "upgrade", transport: transport.name }));
 const timer = setTimeout(() => { print({ type: "timeout" }); process.exit(3); },
   config.timeoutMs || 10000);
 const done = (code) => { clearTimeout(timer); socket.close(); setTimeout(() => process.exit(code), 50); };
