@@ -329,6 +329,22 @@ async def test_a_thousand_invalid_packets_log_one_json_line_per_connection_at_mo
     assert not [sid for sid, count in per_session.items() if count > 1], per_session
 
 
+async def test_a_token_missing_its_header_is_still_masked_in_the_log() -> None:
+    """Found by the fuzz suite: a client-chosen namespace is logged, and the mask only knows
+    whole three-part tokens. An HS256 header is always the same, so the payload and the
+    signature are the token."""
+    headless = token("leaky").partition(".")[2]
+    async with subprocess_server(REALTIME_LOG_LEVEL="INFO") as server:
+        log = LogReader(server.log_path)
+        async with websocket(server.url) as ws:
+            await ws.send(f'42/{headless},["x"]')  # an event for a namespace not joined
+            assert await ws.ended(timeout=3) == 1002
+        await asyncio.sleep(0.3)
+        lines = log.new_lines()
+    assert lines, "the server logged nothing: the test proves nothing"
+    assert log_problems(lines, secrets=(headless, headless.split(".")[1])) == []
+
+
 # --- shutdown ----------------------------------------------------------------------------
 
 
