@@ -7,8 +7,10 @@ import re
 
 import orjson
 
-#: Anything that looks like a JWT (three base64url parts) is masked in log output.
-_JWT = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")
+#: Anything that looks like a JWT is masked in log output: three base64url parts, or two
+#: (header and payload both start with ``eyJ``; payload + signature alone rebuild an HS256
+#: token, whose header is always the same).
+_JWT = re.compile(r"eyJ[\w-]*\.[\w-]*(?:\.[\w-]*)?")
 #: Record attributes that are not extras (``message``/``asctime`` are set by formatting).
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 

@@ -5,19 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiohttp
-
 from support.clients import connected
 from support.redis_server import RedisServer
-from support.server import ServerProcess, run_server, service_token, token
+from support.server import ServerProcess, presence, run_server, token
 from support.sse import sse
-
-
-async def presence(url: str, room: str, bearer: str | None = None) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.get(
-            f"{url}/api/v1/rooms/{room}/presence",
-            headers={"Authorization": f"Bearer {bearer or service_token()}"}) as response:
-        return response.status, await response.json()
 
 
 async def wait_counts(url: str, room: str, connections: int, users: int,

@@ -157,7 +157,7 @@ class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
     def _require_connected(self, eio_sid: str, namespace: str) -> str:
         sid: str | None = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if sid is None or not self.manager.is_connected(sid, namespace):
-            raise packets.PacketError(f"not connected to namespace {namespace}")
+            raise packets.PacketError(f"not connected to namespace {namespace[:20]!r}")
         return sid
 
     async def _dispatch(self, eio_sid: str, packet: packets.Packet) -> None:
@@ -178,7 +178,7 @@ class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def _connect(self, eio_sid: str, namespace: str, auth: Any) -> None:
         if self.manager.sid_from_eio_sid(eio_sid, namespace) is not None:
-            raise packets.PacketError(f"already connected to namespace {namespace}")
+            raise packets.PacketError(f"already connected to namespace {namespace[:20]!r}")
         if namespace not in self.handlers and namespace not in self.namespace_handlers:
             await self._send_packet(eio_sid, self.packet_class(
                 sio_packet.CONNECT_ERROR, data={"message": "Invalid namespace"},

@@ -23,6 +23,8 @@ from realtime.requests import RequestSink
 from realtime.settings import load_settings
 
 SECRET = "test-secret-0123456789abcdef0123456789"
+#: The ``/metrics`` sample counting Socket.IO clients.
+SOCKETIO_CONNECTIONS = 'realtime_connections{transport="socketio"}'
 
 
 def free_port() -> int:
@@ -58,6 +60,25 @@ async def publish_to(url: str, events: Any, *, headers: dict[str, str] | None = 
         f"{url}/api/v1/publish", data=orjson.dumps(events), headers=all_headers
     ) as response:
         return response.status, await response.json(content_type=None)
+
+
+async def presence(url: str, room: str, bearer: str | None = None) -> tuple[int, Any]:
+    """GET /api/v1/rooms/{room}/presence; returns (status, decoded body)."""
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{url}/api/v1/rooms/{room}/presence",
+            headers={"Authorization": f"Bearer {bearer or service_token()}"}) as response:
+        return response.status, await response.json()
+
+
+async def metric(url: str, sample: str) -> float:
+    """The value of one ``/metrics`` sample, e.g. ``realtime_connections{transport="socketio"}``."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    raise AssertionError(f"no sample {sample} in /metrics")
 
 
 @contextlib.asynccontextmanager
