@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Protocol
 
 import orjson
 
 from realtime.auth.identity import Identity
+from realtime.clock import now_iso
 from realtime.gateways.protocol import ClientError, UserUpdateRequest
 
 
@@ -38,7 +38,7 @@ class UserUpdateRequests:
             "operationId": request.operationId,
             "requestedBy": identity.user_id,
             "socketId": socket_id,
-            "timestamp": int(time.time() * 1000),
+            "timestamp": now_iso(),
         }
         try:
             await self.sink.send(self.topic, request.userId.encode(), orjson.dumps(value))

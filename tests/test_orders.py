@@ -23,7 +23,8 @@ async def test_allowed_by_role_claim_and_learned_ownership() -> None:
             assert (await agent.call("subscribe_order_updates", "o-any"))["ok"]
             assert (await claimant.call("subscribe_order_updates", "o-claim"))["ok"]
             refused = await owner.call("subscribe_order_updates", "o-own")
-            assert refused == {"ok": False, "error": "forbidden",
+            assert refused == {"ok": False, "event": "subscribe_order_updates",
+                               "error": "forbidden", "code": "forbidden",
                                "message": "not allowed to watch order o-own"}
             status, _ = await srv.publish({
                 "id": "s1", "type": "ORDER_STATUS_UPDATED", "orderId": "o-own", "userId": "u2",

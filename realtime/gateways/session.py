@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from realtime.auth.identity import Identity
 from realtime.auth.orders import OrderAccess
 from realtime.bus import RoomInterest
+from realtime.clock import iso
 from realtime.dependency import DependencyError
 from realtime.gateways.protocol import ClientError
 from realtime.state.orders import OrderInfo, OrderStore
@@ -138,5 +139,5 @@ def order_snapshot(order_id: str, info: OrderInfo | None) -> dict[str, object]:
     return {
         "orderId": order_id,
         "status": info.status if info else None,
-        "updatedAt": info.updated_at if info else None,
+        "updatedAt": iso(info.updated_at) if info else None,
     }

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from realtime.auth import AuthError, Identity, TokenVerifier
 from realtime.bus import FanoutBus, Message
+from realtime.clock import iso
 from realtime.gateways.catchup import CatchUp
 from realtime.gateways.limits import TokenBucket
 from realtime.gateways.protocol import (
@@ -279,12 +280,13 @@ class SocketIOGateway:
             raise ClientError("unauthenticated", "authenticate first")
 
     async def _refuse(self, conn: Connection, event: str, exc: ClientError) -> Reply:
-        answer: dict[str, Any] = {"ok": False, "error": exc.code, "message": exc.message,
-                                  **exc.extra}
+        """One refusal shape for the ack and the ``error`` event: ``error`` (the SPEC's ack
+        field) and ``code`` (every server event's field) carry the same reason."""
+        answer: dict[str, Any] = {"ok": False, "event": event, "error": exc.code,
+                                  "code": exc.code, "message": exc.message, **exc.extra}
         # `user_update_request` always answers with events (SPEC); others use the ack if any.
         if not ack_wanted() or event == "user_update_request":
-            await self.sio.emit("error", {"event": event, "code": exc.code,
-                                          "message": exc.message, **exc.extra}, to=conn.id)
+            await self.sio.emit("error", answer, to=conn.id)
         return answer
 
     async def _kick(self, sid: str, code: str, message: str) -> None:
@@ -338,7 +340,7 @@ class SocketIOGateway:
             raise ClientError("forbidden", "the new token is for another user")
         await self._adopt(conn, identity)
         left = await self._recheck_orders(conn)
-        return {"ok": True, "expiresAt": identity.expires_at, "leftOrders": left}
+        return {"ok": True, "expiresAt": iso(identity.expires_at), "leftOrders": left}
 
     async def _recheck_orders(self, conn: Connection) -> list[str]:
         """A refreshed token may carry fewer rights: leave the order rooms it no longer allows."""

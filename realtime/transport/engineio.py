@@ -165,8 +165,10 @@ class EngineSocket:
             self.server.pong(self)
         elif kind == "1" and len(packet) == 1:
             self.close(Reason.CLIENT_DISCONNECT, client=True)
-        elif (kind == "2" or kind == NOOP) and len(packet) == 1:
-            pass  # v4 clients do not ping; answering would let them amplify
+        elif kind == "2":  # v4 clients do not ping; a liveness probe gets its echo, no more
+            self.send("3" + packet[1:])
+        elif kind == NOOP and len(packet) == 1:
+            pass
         else:
             raise InvalidPacket(f"invalid packet {packet[:20]!r}")
 

@@ -19,8 +19,6 @@ def refusal(event: str, ack: int | None = None, code: str = "unknown_event",
             message: str | None = None) -> str:
     """A refused event's answer: an ``error`` event, or the ack when one was asked."""
     message = message or f"unknown event '{event}'"
-    if ack is None:
-        return '42["error",' + orjson.dumps(
-            {"event": event, "code": code, "message": message}).decode() + "]"
-    return f"43{ack}[" + orjson.dumps(
-        {"ok": False, "error": code, "message": message}).decode() + "]"
+    answer = orjson.dumps({"ok": False, "event": event, "error": code, "code": code,
+                           "message": message}).decode()
+    return f'42["error",{answer}]' if ack is None else f"43{ack}[{answer}]"
