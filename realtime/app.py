@@ -21,8 +21,9 @@ from realtime.auth.tokens import load_public_key
 from realtime.backends import BackendOptions, Backends, create_backends
 from realtime.bus import FanoutBus, Message
 from realtime.gateways.admin import enable_admin_ui
+from realtime.gateways.core import SessionCore
 from realtime.gateways.session import RoomPolicy
-from realtime.gateways.socketio import SocketIOGateway
+from realtime.gateways.socketio import SocketIOGateway, SocketIOOptions
 from realtime.gateways.sse import SSEGateway, SSEOptions
 from realtime.http.cors import CorsPolicy
 from realtime.http.errors import ServiceAuth, error_middleware
@@ -37,6 +38,7 @@ from realtime.requests import RequestSink, UserUpdateRequests
 from realtime.routing import Router
 from realtime.settings import Settings
 from realtime.state.orders import OrderStore
+from realtime.transport.engineio import EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,20 @@ def backend_options(settings: Settings) -> BackendOptions:
         order_ttl=settings.order_state_ttl_seconds, presence_ttl=settings.presence_ttl_seconds)
 
 
+def socketio_options(settings: Settings) -> SocketIOOptions:
+    return SocketIOOptions(
+        engine=EngineConfig(ping_interval=settings.ping_interval,
+                            ping_timeout=settings.ping_timeout,
+                            max_payload=max(1_000_000, 4 * settings.max_payload_bytes),
+                            buffer_limit=settings.ws_buffer_bytes,
+                            cors_origins=settings.cors_origins),
+        auth_timeout=settings.auth_timeout,
+        max_payload_bytes=settings.max_payload_bytes,
+        rate_per_second=settings.rate_limit_per_second,
+        rate_burst=settings.rate_limit_burst,
+        disconnect_after=settings.rate_limit_disconnect_after)
+
+
 def sse_options(settings: Settings) -> SSEOptions:
     return SSEOptions(buffer_bytes=settings.sse_buffer_bytes,
                       heartbeat_seconds=settings.sse_heartbeat_seconds,
@@ -120,14 +136,14 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
 
     app = web.Application(middlewares=[error_middleware],
                           client_max_size=settings.max_request_bytes)
-    gateway = SocketIOGateway(settings=settings, verifier=verifier, rooms=rooms, bus=bus,
+    core = SessionCore(verifier, rooms, bus, metrics)
+    gateway = SocketIOGateway(options=socketio_options(settings), core=core,
                               user_requests=user_requests, metrics=metrics)
     gateway.attach(app)
     if settings.admin_ui_username and settings.admin_ui_password:
         # Socket.IO Admin UI (https://admin.socket.io), production mode, own credentials.
         enable_admin_ui(gateway.sio, settings.admin_ui_username, settings.admin_ui_password)
-    sse = SSEGateway(options=sse_options(settings), verifier=verifier, rooms=rooms, bus=bus,
-                     metrics=metrics)
+    sse = SSEGateway(options=sse_options(settings), core=core, metrics=metrics)
     sse.add_routes(app)
     add_demo_route(app)
     service_auth = ServiceAuth(verifier, settings.service_role, metrics)

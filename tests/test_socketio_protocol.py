@@ -271,6 +271,9 @@ INVALID: dict[str, tuple[bool, list[str | bytes]]] = {
     "text while attachments are pending": (True, [BINARY_NOPE, '42["nope"]']),
     "placeholder out of range": (True, [f'451-["nope",{PLACEHOLDER % 1}]', b"\x01"]),
     "attachment count zero": (True, ['450-["nope"]']),
+    # issue 12: `authenticate` nested 260 deep (orjson decodes it, cannot encode it back)
+    "authenticate nested 260 deep": (False, ["40", '421["authenticate",' + "[" * 260
+                                             + "]" * 260 + "]"]),
 }
 
 

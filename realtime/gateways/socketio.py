@@ -18,10 +18,11 @@ import orjson
 import socketio
 from aiohttp import web
 
-from realtime.auth import AuthError, Identity, TokenVerifier
-from realtime.bus import FanoutBus, Message
+from realtime.auth import AuthError, Identity
+from realtime.bus import Message
 from realtime.clock import iso
 from realtime.gateways.catchup import CatchUp
+from realtime.gateways.core import SessionCore, bearer, find_token
 from realtime.gateways.limits import TokenBucket
 from realtime.gateways.protocol import (
     ClientError,
@@ -31,10 +32,9 @@ from realtime.gateways.protocol import (
     parse_order_id,
     parse_token,
 )
-from realtime.gateways.session import RoomPolicy, Session, order_snapshot
+from realtime.gateways.session import Session
 from realtime.metrics import Metrics
 from realtime.requests import UserUpdateRequests
-from realtime.settings import Settings
 from realtime.transport.engineio import EngineConfig, EngineServer
 from realtime.transport.manager import IndexedManager
 from realtime.transport.socketio import SocketIOServer, ack_wanted
@@ -43,6 +43,18 @@ log = logging.getLogger(__name__)
 
 Reply = dict[str, Any] | None
 Handler = Callable[["Connection", Any], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class SocketIOOptions:
+    """The settings the Socket.IO gateway needs (see README "Configuration")."""
+
+    engine: EngineConfig
+    auth_timeout: float
+    max_payload_bytes: int
+    rate_per_second: float
+    rate_burst: int
+    disconnect_after: int
 
 
 @dataclass(eq=False)
@@ -57,27 +69,20 @@ class Connection(Session):
 class SocketIOGateway:
     """Wires python-socketio events to sessions, room rules and the bus."""
 
-    def __init__(self, *, settings: Settings, verifier: TokenVerifier, rooms: RoomPolicy,
-                 bus: FanoutBus, user_requests: UserUpdateRequests, metrics: Metrics) -> None:
-        self.settings = settings
-        self.verifier = verifier
-        self.rooms = rooms
-        self.bus = bus
+    def __init__(self, *, options: SocketIOOptions, core: SessionCore,
+                 user_requests: UserUpdateRequests, metrics: Metrics) -> None:
+        self.options = options
+        self.core = core
+        self.rooms = core.rooms
         self.user_requests = user_requests
         self.metrics = metrics
         self.connections: dict[str, Connection] = {}
         #: Sockets resuming on connect: held/dropped live messages until they are caught up.
         self._catching_up: dict[str, tuple[Connection, CatchUp]] = {}
-        engine = EngineServer(EngineConfig(
-            ping_interval=settings.ping_interval,
-            ping_timeout=settings.ping_timeout,
-            max_payload=max(1_000_000, 4 * settings.max_payload_bytes),
-            buffer_limit=settings.ws_buffer_bytes,
-            cors_origins=settings.cors_origins,
-        ))
+        engine = EngineServer(options.engine)
         engine.on_slow = self._on_slow
         self.sio = SocketIOServer(engine, client_manager=IndexedManager(),
-                                  connect_timeout=settings.auth_timeout)
+                                  connect_timeout=options.auth_timeout)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_unknown)
@@ -87,7 +92,7 @@ class SocketIOGateway:
         self._on("unsubscribe_order_updates", self._unsubscribe)
         self._on("user_update_request", self._user_update)
         self._on("resume", self._resume)
-        bus.subscribe(self.on_message)
+        core.bus.subscribe(self.on_message)
 
     def attach(self, app: web.Application) -> None:
         self.sio.attach(app)
@@ -129,58 +134,55 @@ class SocketIOGateway:
     # --- connection lifecycle --------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool:
-        token, position = _credentials(environ, auth)
+        auth = auth if isinstance(auth, dict) else {}
+        token = find_token(auth.get("token"), bearer(environ.get("HTTP_AUTHORIZATION")),
+                           *parse_qs(environ.get("QUERY_STRING", "")).get("token", []))
+        position = auth.get("position") if isinstance(auth.get("position"), str) else None
         _keep_only_client_facts(environ)
         conn = Connection(
             sid, "socketio",
-            bucket=TokenBucket(self.settings.rate_limit_per_second,
-                               self.settings.rate_limit_burst),
+            bucket=TokenBucket(self.options.rate_per_second,
+                               self.options.rate_burst),
         )
         if token is None:
             # Compatibility flow: the client must emit `authenticate` within the timeout.
             loop = asyncio.get_running_loop()
             conn.auth_deadline = loop.call_later(
-                self.settings.auth_timeout, self._spawn, self._auth_timed_out, sid)
+                self.options.auth_timeout, self._spawn, self._auth_timed_out, sid)
             self.connections[sid] = conn
             self._count(+1)
             return True
         try:
-            identity = await self.verifier.verify(token)
+            identity = await self.core.identify(token)
         except AuthError as exc:
-            self.metrics.auth_failures.labels(exc.code).inc()
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, {"code": exc.code}) from None
-        order_ids = await self._connect_orders(sid, identity, auth)
+        order_ids = await self._connect_orders(sid, identity, auth.get("orders"))
         self.connections[sid] = conn
         self._count(+1)
-        if position is not None:  # hold live messages from the moment the socket joins rooms
+        if position:  # hold live messages from the moment the socket joins rooms
             self._catching_up[sid] = (conn, CatchUp())
         await self._adopt(conn, identity)
-        for order_id in order_ids:
-            await self.sio.enter_room(sid, self.rooms.add_order(conn, order_id))
-        if position is not None:
+        for room in self.core.join_orders(conn, order_ids):
+            await self.sio.enter_room(sid, room)
+        if position:
             self._spawn(self._replay_on_connect, conn, position)
         return True
 
-    async def _connect_orders(self, sid: str, identity: Identity, auth: Any) -> list[str]:
+    async def _connect_orders(self, sid: str, identity: Identity,
+                              requested: Any) -> list[str]:
         """Order rooms requested in ``auth.orders``, authorised before the socket joins them,
         so a reconnecting client's replay covers its order rooms too (gap-free)."""
-        requested = auth.get("orders") if isinstance(auth, dict) else None
         if requested is None:
             return []
         try:
-            if not isinstance(requested, list) or len(requested) > self.rooms.max_orders:
-                raise ClientError("invalid", "auth.orders must be a list of order ids "
-                                             f"(at most {self.rooms.max_orders})")
-            order_ids = list(dict.fromkeys(parse_order_id(o) for o in requested))
-            probe = Session(sid, "socketio", identity=identity)
-            for order_id in order_ids:
-                await self.rooms.authorize_order(probe, order_id)
+            if not isinstance(requested, list):
+                raise ClientError("invalid", "auth.orders must be a list of order ids")
+            return await self.core.authorize_orders(identity, requested)
         except ClientError as exc:
             self.metrics.auth_failures.labels("forbidden").inc()
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, {"code": "forbidden"}) from None
-        return order_ids
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         conn = self.connections.pop(sid, None)
@@ -197,7 +199,10 @@ class SocketIOGateway:
 
     async def _adopt(self, conn: Connection, identity: Identity) -> None:
         """Take ``identity`` for ``conn``: join/leave automatic rooms, arm the expiry timer."""
-        joined, left = self.rooms.identity_rooms(conn, identity)
+        await self._move(conn, *self.core.adopt(conn, identity))
+
+    async def _move(self, conn: Connection, joined: list[str], left: list[str]) -> None:
+        """Apply room changes decided by the core to the socket, and re-arm its expiry."""
         for room in joined:
             await self.sio.enter_room(conn.id, room)
         for room in left:
@@ -222,23 +227,17 @@ class SocketIOGateway:
 
     async def _replay_on_connect(self, conn: Connection, position: str) -> None:
         """Replay missed events before any live one, then release the held-back live ones."""
-        try:
-            replay = await self.bus.replay(conn.rooms, position)
-        except Exception:
-            log.warning("replay failed for %s", conn.id, exc_info=True)
-            replay = None
-        replayed = replay.messages if replay else []
-        await self._send_messages(conn.id, replayed)
         entry = self._catching_up.get(conn.id)
         if entry is None:  # disconnected meanwhile
             return
         catch_up = entry[1]
-        held = catch_up.finish(replayed)
+        replay = await self.core.replay(conn, position, catch_up)
+        if self._catching_up.get(conn.id) is not entry:  # disconnected meanwhile
+            return
         if catch_up.done:
             del self._catching_up[conn.id]
-        await self._send_messages(conn.id, held)
-        await self.sio.emit("recovered", {"recovered": bool(replay and replay.recovered)},
-                            to=conn.id)
+        await self._send_messages(conn.id, replay.messages)
+        await self.sio.emit("recovered", {"recovered": replay.recovered}, to=conn.id)
 
     def _spawn(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
         task = asyncio.ensure_future(func(*args))
@@ -265,7 +264,7 @@ class SocketIOGateway:
     async def _admit(self, conn: Connection, args: tuple[Any, ...], needs_auth: bool) -> None:
         if not conn.bucket.take():
             conn.refusals += 1
-            if conn.refusals >= self.settings.rate_limit_disconnect_after:
+            if conn.refusals >= self.options.disconnect_after:
                 self._spawn(self._kick, conn.id, "rate_limited",
                             "too many events; disconnected")
             raise ClientError("rate_limited", "too many events; slow down")
@@ -273,9 +272,9 @@ class SocketIOGateway:
         if len(args) > 1:
             raise ClientError("invalid", "send one payload argument")
         size = len(orjson.dumps(args, default=str))
-        if size > self.settings.max_payload_bytes:
+        if size > self.options.max_payload_bytes:
             raise ClientError("payload_too_large",
-                              f"payload is {size} bytes; limit {self.settings.max_payload_bytes}")
+                              f"payload is {size} bytes; limit {self.options.max_payload_bytes}")
         if needs_auth and conn.identity is None:
             raise ClientError("unauthenticated", "authenticate first")
 
@@ -312,18 +311,25 @@ class SocketIOGateway:
             await self.sio.emit("authenticated", {"userId": conn.identity.user_id}, to=conn.id)
             return {"ok": True, "userId": conn.identity.user_id}
         try:
-            identity = await self.verifier.verify(parse_token(payload))
-        except (AuthError, ClientError) as exc:
-            code = exc.code if isinstance(exc, AuthError) else "invalid_token"
-            self.metrics.auth_failures.labels(code).inc()
-            self._spawn(self._auth_failed, conn.id, exc.message, code)
-            return {"ok": False, "error": code, "message": exc.message}
+            token = parse_token(payload)
+        except ClientError as exc:
+            self.metrics.auth_failures.labels("invalid_token").inc()
+            return self._fail_authentication(conn, AuthError("invalid_token", exc.message))
+        try:
+            identity = await self.core.identify(token)
+        except AuthError as exc:
+            return self._fail_authentication(conn, exc)
         if conn.auth_deadline is not None:
             conn.auth_deadline.cancel()
             conn.auth_deadline = None
         await self._adopt(conn, identity)
         await self.sio.emit("authenticated", {"userId": identity.user_id}, to=conn.id)
         return {"ok": True, "userId": identity.user_id}
+
+    def _fail_authentication(self, conn: Connection, exc: AuthError) -> Reply:
+        self._spawn(self._auth_failed, conn.id, exc.message, exc.code)
+        return {"ok": False, "event": "authenticate", "error": exc.code, "code": exc.code,
+                "message": exc.message}
 
     async def _auth_failed(self, sid: str, message: str, code: str) -> None:
         await self.sio.emit("auth_error", {"message": message, "code": code}, to=sid)
@@ -332,41 +338,23 @@ class SocketIOGateway:
 
     async def _refresh_token(self, conn: Connection, payload: Any) -> Reply:
         try:
-            identity = await self.verifier.verify(parse_token(payload))
+            refreshed = await self.core.refresh(conn, parse_token(payload))
         except AuthError as exc:
-            self.metrics.auth_failures.labels(exc.code).inc()
             raise ClientError(exc.code, exc.message) from None
-        if conn.identity is not None and identity.user_id != conn.identity.user_id:
-            raise ClientError("forbidden", "the new token is for another user")
-        await self._adopt(conn, identity)
-        left = await self._recheck_orders(conn)
-        return {"ok": True, "expiresAt": iso(identity.expires_at), "leftOrders": left}
-
-    async def _recheck_orders(self, conn: Connection) -> list[str]:
-        """A refreshed token may carry fewer rights: leave the order rooms it no longer allows."""
-        left: list[str] = []
-        for order_id in sorted(conn.orders):
-            try:
-                await self.rooms.authorize_order(conn, order_id)
-            except ClientError:
-                room = self.rooms.remove_order(conn, order_id)
-                if room is not None:
-                    await self.sio.leave_room(conn.id, room)
-                    left.append(order_id)
-        return left
+        await self._move(conn, refreshed.joined, refreshed.left)
+        return {"ok": True, "expiresAt": iso(refreshed.identity.expires_at),
+                "leftOrders": refreshed.left_orders}
 
     async def _subscribe(self, conn: Connection, payload: Any) -> Reply:
         order_id = parse_order_id(payload)
-        info = await self.rooms.authorize_order(conn, order_id)
-        room = self.rooms.add_order(conn, order_id)
+        room, snapshot = await self.core.subscribe(conn, order_id)
         await self.sio.enter_room(conn.id, room)
-        snapshot = order_snapshot(order_id, info)
         await self.sio.emit("order_status", snapshot, to=conn.id)
         return {"ok": True, "orderId": order_id, "status": snapshot["status"]}
 
     async def _unsubscribe(self, conn: Connection, payload: Any) -> Reply:
         order_id = parse_order_id(payload)
-        room = self.rooms.remove_order(conn, order_id)
+        room = self.core.unsubscribe(conn, order_id)
         if room is not None:
             await self.sio.leave_room(conn.id, room)
         return {"ok": True, "orderId": order_id}
@@ -386,7 +374,7 @@ class SocketIOGateway:
 
     async def _resume(self, conn: Connection, payload: Any) -> Reply:
         request = parse(ResumeRequest, payload)
-        replay = await self.bus.replay(conn.rooms, request.position)
+        replay = await self.core.replay(conn, request.position)
         await self._send_messages(conn.id, replay.messages)
         answer = {"recovered": replay.recovered}
         if not ack_wanted():
@@ -408,22 +396,3 @@ def _keep_only_client_facts(environ: dict[str, Any]) -> None:
     kept = {key: environ[key] for key in _ENVIRON_KEPT if key in environ}
     environ.clear()
     environ.update(kept)
-
-
-def _credentials(environ: dict[str, Any], auth: Any) -> tuple[str | None, str | None]:
-    """Token and resume position from ``auth``, the ``Authorization`` header or ``?token=``."""
-    token: str | None = None
-    position: str | None = None
-    if isinstance(auth, dict):
-        value = auth.get("token")
-        token = value if isinstance(value, str) and value else None
-        pos = auth.get("position")
-        position = pos if isinstance(pos, str) and pos else None
-    if token is None:
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        if isinstance(header, str) and header[:7].lower() == "bearer ":
-            token = header[7:].strip() or None
-    if token is None:
-        values = parse_qs(environ.get("QUERY_STRING", "")).get("token")
-        token = values[0] if values else None
-    return token, position

@@ -19,11 +19,12 @@ from uuid import uuid4
 import orjson
 from aiohttp import web
 
-from realtime.auth import AuthError, TokenVerifier
-from realtime.bus import FanoutBus, Message
+from realtime.auth import AuthError
+from realtime.bus import Message
 from realtime.gateways.catchup import CatchUp
-from realtime.gateways.protocol import ClientError, parse_order_id
-from realtime.gateways.session import RoomPolicy, Session
+from realtime.gateways.core import SessionCore, find_token
+from realtime.gateways.protocol import ClientError
+from realtime.gateways.session import Session
 from realtime.http.cors import CorsPolicy
 from realtime.http.errors import ApiError, bearer_token, error_response
 from realtime.metrics import Metrics
@@ -72,17 +73,15 @@ class Stream(Session):
 
 
 class SSEGateway:
-    def __init__(self, *, options: SSEOptions, verifier: TokenVerifier, rooms: RoomPolicy,
-                 bus: FanoutBus, metrics: Metrics) -> None:
+    def __init__(self, *, options: SSEOptions, core: SessionCore, metrics: Metrics) -> None:
         self.options = options
-        self.verifier = verifier
-        self.rooms = rooms
-        self.bus = bus
+        self.core = core
+        self.rooms = core.rooms
         self.metrics = metrics
         self.by_room: dict[str, set[Stream]] = {}
         self.streams: set[Stream] = set()
         self._bytes = metrics.sse_bytes
-        bus.subscribe(self.on_message)
+        core.bus.subscribe(self.on_message)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/sse", self.handle)
@@ -170,43 +169,35 @@ class SSEGateway:
 
     async def _open(self, request: web.Request) -> Stream:
         """Authenticate and join the requested rooms, or raise :class:`ApiError`."""
-        token = (bearer_token(request) or request.query.get("token")
-                 or request.cookies.get(self.options.cookie_name))
-        if not token:
+        token = find_token(bearer_token(request), request.query.get("token"),
+                           request.cookies.get(self.options.cookie_name))
+        if token is None:
             raise ApiError(401, "invalid_token",
                            "token required (Authorization, ?token= or cookie)")
         try:
-            identity = await self.verifier.verify(token)
+            identity = await self.core.identify(token)
         except AuthError as exc:
-            self.metrics.auth_failures.labels(exc.code).inc()
             raise ApiError(401, exc.code, exc.message) from None
-        stream = Stream(uuid4().hex, "sse")
-        self.rooms.identity_rooms(stream, identity)
+        requested = [raw.strip() for raw in request.query.get("orders", "").split(",")
+                     if raw.strip()]
         try:
-            for raw in filter(None, request.query.get("orders", "").split(",")):
-                order_id = parse_order_id(raw.strip())
-                await self.rooms.authorize_order(stream, order_id)
-                self.rooms.add_order(stream, order_id)
+            order_ids = await self.core.authorize_orders(identity, requested)
         except ClientError as exc:
-            self.rooms.release(stream)
             status = {"invalid": 400, "unavailable": 503}.get(exc.code, 403)
             raise ApiError(status, exc.code, exc.message) from None
+        stream = Stream(uuid4().hex, "sse")
+        self.core.adopt(stream, identity)
+        self.core.join_orders(stream, order_ids)
         return stream
 
     async def _resume(self, stream: Stream, position: str) -> None:
-        try:
-            replay = await self.bus.replay(stream.rooms, position)
-            messages, recovered = replay.messages, replay.recovered
-        except Exception:
-            log.warning("sse replay failed", exc_info=True)
-            messages, recovered = [], False
-        assert stream.catch_up is not None
-        held = stream.catch_up.finish(messages)
-        if stream.catch_up.done:
+        catch_up = stream.catch_up
+        replay = await self.core.replay(stream, position, catch_up)
+        if catch_up is not None and catch_up.done:
             stream.catch_up = None
-        for message in messages + held:
+        for message in replay.messages:
             self._queue(stream, frame(message.event, message.body, message.position))
-        self._queue(stream, frame("recovered", orjson.dumps({"recovered": recovered})))
+        self._queue(stream, frame("recovered", orjson.dumps({"recovered": replay.recovered})))
 
     async def _pump(self, stream: Stream, response: web.StreamResponse) -> None:
         heartbeat = self.options.heartbeat_seconds
