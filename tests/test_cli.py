@@ -207,6 +207,37 @@ async def test_publish_from_file_and_stdin(tmp_path: Path) -> None:
         server.kill()
 
 
+async def test_publish_refuses_hostile_events_in_one_line_and_delivers_nothing() -> None:
+    """The CLI goes through the same validation as HTTP and Kafka: deep, reserved, injected
+    and malformed events are refused (one line, exit 1), a batch with one of them publishes
+    nothing, and a good event after them is still delivered."""
+    server = await ServerProcess().start()
+    try:
+        env = {**server.env}
+        token = cli("token", "--sub", "cli-reader", env=env).strip()
+        good = {"id": "good", "type": "PUSH", "event": "ok", "rooms": ["user:cli-reader"]}
+        hostile = [
+            {**good, "id": "deep", "data": {"x": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]
+                                                   ]]]]]]]]]]]]]]]]]]]]]]}},
+            {**good, "id": "reserved", "event": "message"},
+            {**good, "id": "injected", "event": "ok\nid: 999"},
+            {**good, "id": "no-rooms", "rooms": []},
+            {"id": "no-type"},
+        ]
+        async with connected(server.url, token) as client:
+            for event in hostile:
+                line = await asyncio.to_thread(
+                    fails, "publish", "-", env=env, code=1,
+                    stdin=orjson.dumps([good, event]).decode())
+                assert line.startswith("realtime: publish refused: 400 "), line
+            await asyncio.to_thread(cli, "publish", "-", env=env,
+                                    stdin=orjson.dumps({**good, "id": "after"}).decode())
+            [delivered] = await client.wait_for("ok")
+            assert delivered["eventId"] == "after"
+    finally:
+        server.kill()
+
+
 def test_publish_with_the_server_down_is_one_line(tmp_path: Path) -> None:
     port = free_port()
     line = fails("publish", "-", env=bare_env(REALTIME_PORT=str(port)), code=1,
