@@ -196,4 +196,4 @@ async def test_user_update_request_is_produced(kafka_broker: KafkaBroker) -> Non
         value = orjson.loads(record.value)
         assert value["type"] == "USER_UPDATE_REQUEST" and value["requestedBy"] == "u1"
         assert value["updates"] == {"name": "Ann"} and value["operationId"] == "op-1"
-        assert value["socketId"] and isinstance(value["timestamp"], int)
+        assert value["socketId"] and value["timestamp"].endswith("Z")  # ISO-8601, UTC
