@@ -138,21 +138,22 @@ class WebSocketConnection(asyncio.Protocol):
 
 
 def take_over(request: web.BaseRequest,
-              connect: Callable[[asyncio.Transport], WebSocketConnection]) -> web.StreamResponse:
+              connect: Callable[[asyncio.Transport], WebSocketConnection],
+              ) -> tuple[web.StreamResponse, WebSocketConnection | None]:
     """Answer a WebSocket upgrade and take its transport from aiohttp.
 
-    Returns what the aiohttp handler must return: a plain 400 for an invalid upgrade, else
-    a :class:`Detached` response. ``connect`` builds the connection for the transport.
-    aiohttp's protocol is told the connection is lost (with no error) after its
-    transport was unset, so it forgets the request without closing the socket."""
+    Returns what the aiohttp handler must return — a plain 400 for an invalid upgrade,
+    else a :class:`Detached` response — and the connection ``connect`` built for the
+    transport. aiohttp's protocol is told the connection is lost (with no error) after
+    its transport was unset, so it forgets the request without closing the socket."""
     answer = handshake_response(request.headers)
     transport: Any = request.transport  # asyncio's or uvloop's
     if answer is None or transport is None:
-        return web.Response(status=400, text="invalid WebSocket upgrade")
+        return web.Response(status=400, text="invalid WebSocket upgrade"), None
     aiohttp_protocol = transport.get_protocol()
     connection = connect(transport)
     transport.set_protocol(connection)
     transport.write(answer)
     aiohttp_protocol.transport = None
     aiohttp_protocol.connection_lost(None)
-    return Detached()
+    return Detached(), connection

@@ -97,11 +97,6 @@ def encode_payload(packets: Iterable[Packet]) -> bytes:
     ).encode()
 
 
-def ws_frame(packet: Packet) -> bytes:
-    """The WebSocket frame of an Engine.IO packet (a binary message is sent as is)."""
-    return frame(packet)
-
-
 class EngineSocket:
     """One Engine.IO session, on long-polling or (after the handshake or an upgrade) WebSocket."""
 
@@ -141,7 +136,7 @@ class EngineSocket:
         if self.closed:
             return
         if self.ws is not None:
-            self.ws.send(ws_frame(packet))
+            self.ws.send(frame(packet))
         else:
             self.queue.append(packet)
             self.wake_poll()
@@ -191,10 +186,15 @@ class EngineSocket:
                 item = self.inbox.pop(0)
                 if self.ws is not None and len(self.inbox) == MAX_INBOX // 2:
                     self.ws.resume()
-                if callable(item):
-                    await item()
-                elif not self.closed:
-                    await server.handle_message(self, item)
+                try:
+                    if callable(item):
+                        await item()
+                    elif not self.closed:
+                        await server.handle_message(self, item)
+                except Exception as exc:  # a handler bug ends this session only, in one line
+                    log.error("session %s: handler failed: %s: %s", self.sid,
+                              type(exc).__name__, exc)
+                    self.close(Reason.TRANSPORT_ERROR, code=CloseCode.INTERNAL_ERROR)
         finally:
             self.draining = False
 
@@ -501,8 +501,8 @@ class EngineServer:
             return await self._post(request, socket)
         return self._error(request, 2, "Bad handshake method")
 
-    def _new_socket(self, request: web.BaseRequest) -> EngineSocket:
-        socket = EngineSocket(self, self.generate_id(), _environ(request))
+    def _new_socket(self, request: web.BaseRequest, sid: str | None = None) -> EngineSocket:
+        socket = EngineSocket(self, sid or self.generate_id(), _environ(request))
         self.sockets[socket.sid] = socket
         self._start_heartbeat(socket)
         socket.inbox.append(lambda: self._connected(socket))
@@ -567,25 +567,16 @@ class EngineServer:
         return WebSocketConnection(transport, self.config.max_payload, self.flusher,
                                    self.config.buffer_limit, slow, self.teardown)
 
+    def _accept(self, request: web.Request,
+                sid: str) -> tuple[web.StreamResponse, WebSocketConnection | None]:
+        return take_over(request, lambda transport: self._connection(transport, sid))
+
     def _open_websocket(self, request: web.Request) -> web.StreamResponse:
         sid = self.generate_id()
-        connection: list[WebSocketConnection] = []
-
-        def connect(transport: asyncio.Transport) -> WebSocketConnection:
-            connection.append(self._connection(transport, sid))
-            return connection[0]
-
-        response = take_over(request, connect)
-        if not connection:
-            return response
-        conn = connection[0]
-        conn.send(ws_frame(self._open_packet(sid, [])))
-        socket = EngineSocket(self, sid, _environ(request))
-        self.sockets[sid] = socket
-        self._attach(socket, conn)
-        self._start_heartbeat(socket)
-        socket.inbox.append(lambda: self._connected(socket))
-        socket.drain()
+        response, conn = self._accept(request, sid)
+        if conn is not None:
+            conn.send(frame(self._open_packet(sid, [])))
+            self._attach(self._new_socket(request, sid), conn)
         return response
 
     def _attach(self, socket: EngineSocket, conn: WebSocketConnection) -> None:
@@ -610,18 +601,12 @@ class EngineServer:
 
         A second WebSocket for a session that has one (or is probing one) is accepted and
         closed at once, as the protocol's reference implementation does."""
-        connection: list[WebSocketConnection] = []
-
-        def connect(transport: asyncio.Transport) -> WebSocketConnection:
-            connection.append(self._connection(transport, socket.sid))
-            return connection[0]
-
-        response = take_over(request, connect)
-        if connection:
+        response, conn = self._accept(request, socket.sid)
+        if conn is not None:
             if socket.ws is not None or socket.probe is not None:
-                connection[0].close(CloseCode.POLICY_VIOLATION)
+                conn.close(CloseCode.POLICY_VIOLATION)
             else:
-                self._probe(socket, connection[0])
+                self._probe(socket, conn)
         return response
 
     def _probe(self, socket: EngineSocket, conn: WebSocketConnection) -> None:
@@ -630,14 +615,14 @@ class EngineServer:
                 conn.close()
             elif data == "2probe" and socket.probe is None:
                 socket.probe = conn
-                conn.send(ws_frame("3probe"))
+                conn.send(frame("3probe"))
                 socket.wake_poll()  # the pending long-poll answers a noop
             elif data == "5" and socket.probe is conn:
                 socket.probe = None
                 queued, socket.queue = socket.queue, []
                 self._attach(socket, conn)
                 for packet in queued:
-                    conn.send(ws_frame(packet))
+                    conn.send(frame(packet))
             else:
                 conn.close(CloseCode.PROTOCOL_ERROR)
 
