@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -314,12 +315,24 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     if args.jti:
         body: dict[str, Any] = {"jti": args.jti}
     else:
-        issued_before = args.issued_before or "now"
-        body = {"userId": args.user,
-                "issuedBefore": time.time() if issued_before == "now" else issued_before}
-        with contextlib.suppress(ValueError):
-            body["issuedBefore"] = float(body["issuedBefore"])
+        body = {"userId": args.user, "issuedBefore": epoch_seconds(args.issued_before)}
     return _answer("revoke", *call_server(args, "POST", "/api/v1/tokens/revoke", body))
+
+
+def epoch_seconds(value: str | None) -> float:
+    """``--issued-before``: epoch seconds or ISO-8601 with a time zone; none means now."""
+    if value is None:
+        return time.time()
+    with contextlib.suppress(ValueError):
+        return float(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise CliError(f"--issued-before: not epoch seconds or ISO-8601 with a time zone: "
+                       f"{value!r}", 2)
+    return moment.timestamp()
 
 
 def cmd_history(args: argparse.Namespace) -> int:

@@ -254,6 +254,7 @@ def test_publish_with_the_server_down_is_one_line(tmp_path: Path) -> None:
     (["dlq", "list"], None, "set REALTIME_KAFKA_BOOTSTRAP"),
     (["revoke"], None, "give --jti, or --user"),
     (["revoke", "--jti", "j", "--user", "u"], None, "give --jti, or --user"),
+    (["revoke", "--user", "u", "--issued-before", "2024-01-01"], None, "with a time zone"),
     (["history", "user:u", "--limit", "0"], None, "--limit: must be at least 1"),
     (["dlq", "list", "--limit", "0"], None, "--limit: must be at least 1"),
 ])
@@ -278,7 +279,8 @@ async def test_disconnect_revoke_and_history_commands() -> None:
             assert orjson.loads(out)["disconnected"] == 1
             await client.wait_disconnected()
             assert client.named("disconnected") == [{"reason": "bye", "reconnect": False}]
-        out = await asyncio.to_thread(cli, "revoke", "--user", "cli-user", env=env)
+        out = await asyncio.to_thread(cli, "revoke", "--user", "cli-user", "--issued-before",
+                                      "2999-01-01T00:00:00+00:00", env=env)
         assert orjson.loads(out)["revoked"] is True
         with pytest.raises(socketio.exceptions.ConnectionError):
             async with connected(server.url, token):

@@ -9,11 +9,15 @@ every later position is too), and the retained events are replayed from there.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from realtime.bus import FanoutBus, Message
 from realtime.bus.base import format_position, parse_position
+
+#: What ``since`` may be: a position as delivered (epoch, dash, sequence number).
+POSITION = re.compile(r"[A-Za-z0-9]{1,64}-[0-9]{1,18}")
 
 #: The bus's newest position as ``(epoch, seq)``; ``None`` before anything was published.
 Head = Callable[[], Awaitable[tuple[str, int] | None]]
@@ -45,7 +49,7 @@ class RoomHistory:
         same_epoch = True
         parsed = None
         if since is not None:
-            parsed = parse_position(since)
+            parsed = parse_position(since) if POSITION.fullmatch(since) else None
             if parsed is None:
                 raise HistoryError("'since' must be a position as delivered (e.g. 3f2a9c1b-42)")
         head = await self.head()

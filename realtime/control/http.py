@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ from realtime.state.presence import Presence
 MAX_BODY = 64 * 1024
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+LIMIT = re.compile(r"[0-9]{1,4}")
 
 
 def _outcome(outcome: Outcome) -> dict[str, Any]:
@@ -110,7 +112,7 @@ class ControlEndpoints:
         if not ROOM_PATTERN.fullmatch(room):
             raise ApiError(400, "invalid_request", "not a room name (e.g. user:42, order:7)")
         raw_limit = request.query.get("limit", str(DEFAULT_LIMIT))
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        if not LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
             raise ApiError(400, "invalid_request", f"'limit' must be 1-{MAX_LIMIT}")
         since = request.query.get("since")
         try:
