@@ -20,6 +20,10 @@ from realtime.auth.orders import AuthorizationCallback, CircuitBreaker, OrderAcc
 from realtime.auth.tokens import load_public_key
 from realtime.backends import BackendOptions, Backends, create_backends
 from realtime.bus import FanoutBus, Message
+from realtime.control.history import RoomHistory
+from realtime.control.http import ControlEndpoints
+from realtime.control.kafka import ControlEvents
+from realtime.control.service import Control
 from realtime.gateways.admin import enable_admin_ui
 from realtime.gateways.core import SessionCore
 from realtime.gateways.session import RoomPolicy
@@ -83,7 +87,9 @@ def backend_options(settings: Settings) -> BackendOptions:
     return BackendOptions(
         prefix=settings.redis_prefix, history_size=settings.history_size,
         history_ttl=settings.history_ttl_seconds, dedup_window=settings.dedup_window_seconds,
-        order_ttl=settings.order_state_ttl_seconds, presence_ttl=settings.presence_ttl_seconds)
+        order_ttl=settings.order_state_ttl_seconds, presence_ttl=settings.presence_ttl_seconds,
+        revocation_ttl=settings.revocation_ttl_seconds,
+        control_timeout=settings.control_timeout_seconds)
 
 
 def socketio_options(settings: Settings) -> SocketIOOptions:
@@ -128,22 +134,24 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
                        presence)
     ingestor = Ingestor(Router(), bus, orders, metrics, settings.max_request_bytes)
     producer = KafkaProducer(settings) if settings.kafka_bootstrap else None
-    kafka = KafkaIngest(settings, ingestor, producer, metrics) if producer else None
-    if request_sink is None:
-        request_sink = producer
-    user_requests = UserUpdateRequests(request_sink, settings.kafka_request_topic,
-                                       settings.admin_role)
+    core = SessionCore(verifier, rooms, bus, metrics, backends.revocations)
+    gateway = SocketIOGateway(options=socketio_options(settings), core=core,
+                              user_requests=UserUpdateRequests(
+                                  request_sink if request_sink is not None else producer,
+                                  settings.kafka_request_topic, settings.admin_role),
+                              metrics=metrics)
+    sse = SSEGateway(options=sse_options(settings), core=core, metrics=metrics)
+    control = Control(backends.control, backends.revocations, [gateway, sse])
+    control_events = ControlEvents(control, settings.revocation_ttl_seconds)
+    kafka = KafkaIngest(settings, ingestor, producer, metrics,
+                        control=control_events.handle) if producer else None
 
     app = web.Application(middlewares=[error_middleware],
                           client_max_size=settings.max_request_bytes)
-    core = SessionCore(verifier, rooms, bus, metrics)
-    gateway = SocketIOGateway(options=socketio_options(settings), core=core,
-                              user_requests=user_requests, metrics=metrics)
     gateway.attach(app)
     if settings.admin_ui_username and settings.admin_ui_password:
         # Socket.IO Admin UI (https://admin.socket.io), production mode, own credentials.
         enable_admin_ui(gateway.sio, settings.admin_ui_username, settings.admin_ui_password)
-    sse = SSEGateway(options=sse_options(settings), core=core, metrics=metrics)
     sse.add_routes(app)
     add_demo_route(app)
     service_auth = ServiceAuth(verifier, settings.service_role, metrics)
@@ -151,6 +159,11 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
                     settings.publish_rate_per_second, settings.publish_burst).add_routes(app)
     add_routes(app, readiness, metrics)
     add_presence_route(app, presence, service_auth, metrics)
+    ControlEndpoints(control, RoomHistory(bus, backends.head), presence, service_auth, metrics,
+                     settings.revocation_ttl_seconds).add_routes(app)
+    presence.stats = lambda: {"connections": len(gateway.connections) + len(sse.streams),
+                              "socketio": len(gateway.connections), "sse": len(sse.streams),
+                              "rooms": len(bus.interest)}
     readiness.add("bus", bus.status)
 
     def dispatched(message: Message, seconds: float) -> None:

@@ -1,4 +1,4 @@
-"""realtime command line: serve, token, publish, dlq, --version.
+"""realtime command line: serve, token, publish, disconnect, revoke, history, dlq, --version.
 
 Expected failures (a bad value, a server or broker that cannot be reached, unreadable
 input) end with one line on stderr and a non-zero status, never a traceback:
@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
+import time
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import quote, urlencode
 
 import orjson
 
@@ -26,6 +30,9 @@ EPILOG = """examples:
   realtime token --sub alice --roles admin         a development token (1 hour)
   realtime publish events.json                     an object, a list or JSON lines
   echo '{"id":"1","type":"PUSH","event":"hi","rooms":["user:alice"]}' | realtime publish -
+  realtime disconnect alice                        end alice's connections everywhere
+  realtime revoke --user alice                     refuse alice's tokens issued until now
+  realtime history order:42 --limit 10             a room's retained events
   realtime dlq list                                dead letters, one JSON line each
   realtime dlq replay 0:17                         back to their source topic
 
@@ -238,13 +245,15 @@ def refusal(status: int, text: str) -> str:
         return f"{status} {(text.strip().splitlines() or [''])[0][:200]}"
 
 
-def cmd_publish(args: argparse.Namespace) -> int:
+def call_server(args: argparse.Namespace, method: str, path: str,
+                body: Any = None) -> tuple[int, str]:
+    """One request to the server named by ``--url`` with ``--token`` (default: a service
+    token minted from the secret); connection trouble is one :class:`CliError` line."""
     import aiohttp
 
     from realtime.auth.tokens import mint_token
 
     settings = _settings()
-    events = read_events(args.file)
     token = args.token
     if not token:
         secret = settings.effective_jwt_secret
@@ -258,13 +267,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
     async def send() -> tuple[int, str]:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         timeout = aiohttp.ClientTimeout(total=args.timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
-            f"{base}/api/v1/publish", data=orjson.dumps(events), headers=headers
+        data = orjson.dumps(body) if body is not None else None
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.request(
+            method, f"{base}{path}", data=data, headers=headers
         ) as response:
             return response.status, await response.text()
 
     try:
-        status, text = asyncio.run(send())
+        return asyncio.run(send())
     except aiohttp.ClientConnectorError as exc:
         number = exc.os_error.errno
         reason = os.strerror(number).lower() if number else str(exc.os_error)
@@ -275,11 +285,60 @@ def cmd_publish(args: argparse.Namespace) -> int:
     except TimeoutError:
         raise CliError(f"{base} did not answer within {args.timeout:g} s") from None
     except aiohttp.ClientError as exc:
-        raise CliError(f"publishing to {base} failed: {exc}") from None
+        raise CliError(f"{method} {path} on {base} failed: {exc}") from None
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    status, text = call_server(args, "POST", "/api/v1/publish", read_events(args.file))
     if status != 202:
         raise CliError(f"publish refused: {refusal(status, text)}")
     print(text)
     return 0
+
+
+def _answer(what: str, status: int, text: str) -> int:
+    if status != 200:
+        raise CliError(f"{what} refused: {refusal(status, text)}")
+    print(text)
+    return 0
+
+
+def cmd_disconnect(args: argparse.Namespace) -> int:
+    body = {"reason": args.reason, "reconnect": args.reconnect}
+    path = f"/api/v1/users/{quote(args.user, safe='')}/disconnect"
+    return _answer("disconnect", *call_server(args, "POST", path, body))
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    if bool(args.jti) == bool(args.user) or (args.jti and args.issued_before):
+        raise CliError("give --jti, or --user (with --issued-before)", 2)
+    if args.jti:
+        body: dict[str, Any] = {"jti": args.jti}
+    else:
+        body = {"userId": args.user, "issuedBefore": epoch_seconds(args.issued_before)}
+    return _answer("revoke", *call_server(args, "POST", "/api/v1/tokens/revoke", body))
+
+
+def epoch_seconds(value: str | None) -> float:
+    """``--issued-before``: epoch seconds or ISO-8601 with a time zone; none means now."""
+    if value is None:
+        return time.time()
+    with contextlib.suppress(ValueError):
+        return float(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise CliError(f"--issued-before: not epoch seconds or ISO-8601 with a time zone: "
+                       f"{value!r}", 2)
+    return moment.timestamp()
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    query = {"limit": str(args.limit), **({"since": args.since} if args.since else {})}
+    path = f"/api/v1/rooms/{quote(args.room, safe=':@|')}/history?{urlencode(query)}"
+    return _answer("history", *call_server(args, "GET", path))
 
 
 async def _check_kafka(settings: Settings) -> None:
@@ -347,11 +406,35 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(func=cmd_token)
     publish = sub.add_parser("publish", help="send events to POST /api/v1/publish")
     publish.add_argument("file", help="JSON file (object, list or JSON lines), or - for stdin")
-    publish.add_argument("--url", help="server base URL (default http://127.0.0.1:$REALTIME_PORT)")
-    publish.add_argument("--token", help="service token (default: minted from the secret)")
-    publish.add_argument("--timeout", type=positive_seconds, default=30.0,
-                         help="seconds to wait for the answer (default 30)")
     publish.set_defaults(func=cmd_publish)
+    disconnect = sub.add_parser("disconnect", help="end every connection of a user, on "
+                                                   "every instance")
+    disconnect.add_argument("user", help="user id (the tokens' sub)")
+    disconnect.add_argument("--reason", default="disconnected",
+                            help="code the clients are told (default disconnected)")
+    disconnect.add_argument("--reconnect", action="store_true",
+                            help="let the clients reconnect (default: they must not)")
+    disconnect.set_defaults(func=cmd_disconnect)
+    revoke = sub.add_parser("revoke", help="revoke a token (--jti), or a user's tokens issued "
+                                           "before a time (--user, --issued-before)")
+    revoke.add_argument("--jti", help="the token's jti claim")
+    revoke.add_argument("--user", help="user id: revoke the tokens issued before "
+                                       "--issued-before")
+    revoke.add_argument("--issued-before", help="epoch seconds or ISO-8601 with a time zone "
+                                                "(default: now)")
+    revoke.set_defaults(func=cmd_revoke)
+    history = sub.add_parser("history", help="a room's retained events, oldest first")
+    history.add_argument("room", help="room name, e.g. order:42")
+    history.add_argument("--since", help="only after this position (as delivered)")
+    history.add_argument("--limit", type=positive_int, default=100,
+                         help="at most this many (default 100, at most 1000)")
+    history.set_defaults(func=cmd_history)
+    for client in (publish, disconnect, revoke, history):
+        client.add_argument("--url",
+                            help="server base URL (default http://127.0.0.1:$REALTIME_PORT)")
+        client.add_argument("--token", help="service token (default: minted from the secret)")
+        client.add_argument("--timeout", type=positive_seconds, default=30.0,
+                            help="seconds to wait for the answer (default 30)")
     dlq = sub.add_parser("dlq", help="list dead letters, or replay them to their source topic")
     dlq.add_argument("action", choices=["list", "replay"])
     dlq.add_argument("refs", nargs="*", help="for replay: PARTITION:OFFSET as printed by list")

@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     history_size: int = Field(1000, ge=1)
     history_ttl_seconds: float = Field(3600.0, gt=0)
     order_state_ttl_seconds: float = Field(7 * 24 * 3600.0, gt=0)
+    revocation_ttl_seconds: float = Field(24 * 3600.0, gt=0, le=365 * 24 * 3600.0)
+    control_timeout_seconds: float = Field(2.0, gt=0, le=60)
 
     # --- Kafka ---------------------------------------------------------------------
     kafka_bootstrap: str | None = None
@@ -103,6 +105,7 @@ class Settings(BaseSettings):
     kafka_group_id: str = "realtime"
     kafka_client_id: str = "realtime"
     kafka_request_topic: str = "api.user.events.realtime"
+    kafka_control_topic: str | None = None
     kafka_dlq_topic: str = "realtime.dlq"
     kafka_auto_offset_reset: Literal["latest", "earliest"] = "latest"
     kafka_enable_idempotence: bool = True

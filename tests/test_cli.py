@@ -21,6 +21,7 @@ import aiohttp
 import jwt
 import orjson
 import pytest
+import socketio
 
 from realtime.settings import DEV_JWT_SECRET
 from support.clients import connected
@@ -175,7 +176,7 @@ def test_token_ttl_must_be_positive(ttl: str) -> None:
 
 def test_help_lists_every_command_and_version_is_the_package_version() -> None:
     text = cli("--help", env=bare_env())
-    for command in ("serve", "token", "publish", "dlq"):
+    for command in ("serve", "token", "publish", "disconnect", "revoke", "history", "dlq"):
         assert re.search(rf"^\s+{command}\s+\w", text, re.MULTILINE), (command, text)
     assert cli("--version", env=bare_env()).strip() == f"realtime {version('realtime')}"
     line = fails(env=bare_env(), code=2)
@@ -251,10 +252,46 @@ def test_publish_with_the_server_down_is_one_line(tmp_path: Path) -> None:
     (["publish", "/no/such/file.json"], None, "cannot read /no/such/file.json"),
     (["publish", "-", "--url", "localhost:8080"], "{}", "--url: not an http(s) URL"),
     (["dlq", "list"], None, "set REALTIME_KAFKA_BOOTSTRAP"),
+    (["revoke"], None, "give --jti, or --user"),
+    (["revoke", "--jti", "j", "--user", "u"], None, "give --jti, or --user"),
+    (["revoke", "--user", "u", "--issued-before", "2024-01-01"], None, "with a time zone"),
+    (["history", "user:u", "--limit", "0"], None, "--limit: must be at least 1"),
     (["dlq", "list", "--limit", "0"], None, "--limit: must be at least 1"),
 ])
 def test_bad_input_is_one_line(args: list[str], stdin: str | None, expected: str) -> None:
     assert expected in fails(*args, env=bare_env(), code=2, stdin=stdin)
+
+
+async def test_disconnect_revoke_and_history_commands() -> None:
+    """The control commands against a real server: answers on stdout, refusals in one line."""
+    server = await ServerProcess().start()
+    try:
+        env = {**server.env}
+        token = cli("token", "--sub", "cli-user", env=env).strip()
+        async with connected(server.url, token) as client:
+            await asyncio.to_thread(cli, "publish", "-", env=env, stdin=orjson.dumps(
+                {"id": "h1", "type": "PUSH", "event": "ok", "rooms": ["user:cli-user"]}).decode())
+            await client.wait_for("ok")
+            out = await asyncio.to_thread(cli, "history", "user:cli-user", env=env)
+            assert [e["payload"]["eventId"] for e in orjson.loads(out)["events"]] == ["h1"]
+            out = await asyncio.to_thread(cli, "disconnect", "cli-user", "--reason", "bye",
+                                          env=env)
+            assert orjson.loads(out)["disconnected"] == 1
+            await client.wait_disconnected()
+            assert client.named("disconnected") == [{"reason": "bye", "reconnect": False}]
+        out = await asyncio.to_thread(cli, "revoke", "--user", "cli-user", "--issued-before",
+                                      "2999-01-01T00:00:00+00:00", env=env)
+        assert orjson.loads(out)["revoked"] is True
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            async with connected(server.url, token):
+                pass
+        line = await asyncio.to_thread(fails, "history", "not a room", env=env, code=1)
+        assert line.startswith("realtime: history refused: 400 invalid_request: "), line
+        line = await asyncio.to_thread(fails, "disconnect", "u", "--reason", "two words",
+                                       env=env, code=1)
+        assert line.startswith("realtime: disconnect refused: 400 invalid_command: "), line
+    finally:
+        server.kill()
 
 
 def test_configuration_error_is_one_line() -> None:

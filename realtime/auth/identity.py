@@ -25,6 +25,9 @@ class Identity:
     roles: frozenset[str] = field(default_factory=frozenset)
     orders: frozenset[str] = field(default_factory=frozenset)
     expires_at: float = 0.0
+    #: The token's ``jti`` and ``iat`` claims, when it has them (revocation matches on them).
+    token_id: str | None = None
+    issued_at: float | None = None
 
     def has_any_role(self, roles: frozenset[str] | set[str] | list[str]) -> bool:
         return not self.roles.isdisjoint(roles)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -164,6 +165,10 @@ def identity_from_claims(claims: Mapping[str, Any], *, leeway: float = 0.0,
     assert exp is not None
     not_before, issued_at = _time(claims, "nbf"), _time(claims, "iat")
     roles, orders = _texts(claims, "roles"), _texts(claims, "orders", allow_int=True)
+    token_id = claims.get("jti")
+    if token_id is not None and (not isinstance(token_id, str) or not token_id
+                                 or len(token_id) > MAX_CLAIM_TEXT):
+        raise AuthError("invalid_token", "claim 'jti' must be a non-empty string")
     now = time.time() if now is None else now
     if exp <= now - leeway:
         raise AuthError("expired", "token has expired")
@@ -171,7 +176,7 @@ def identity_from_claims(claims: Mapping[str, Any], *, leeway: float = 0.0,
             (issued_at is not None and issued_at > now + leeway):
         raise AuthError("invalid_token", "token is not valid yet (nbf/iat)")
     return Identity(user_id=sub, roles=frozenset(roles), orders=frozenset(orders),
-                    expires_at=exp)
+                    expires_at=exp, token_id=token_id, issued_at=issued_at)
 
 
 def mint_token(
@@ -185,9 +190,10 @@ def mint_token(
     algorithm: str = "HS256",
     extra: Mapping[str, Any] | None = None,
 ) -> str:
-    """Mint an HMAC token (development CLI and tests)."""
+    """Mint an HMAC token (development CLI and tests), with a random ``jti`` to revoke it by."""
     issued = int(now if now is not None else time.time())
-    claims: dict[str, Any] = {"sub": sub, "iat": issued, "exp": issued + int(ttl)}
+    claims: dict[str, Any] = {"sub": sub, "iat": issued, "exp": issued + int(ttl),
+                              "jti": secrets.token_urlsafe(12)}
     if roles:
         claims["roles"] = roles
     if orders:

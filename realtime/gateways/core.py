@@ -11,7 +11,7 @@ rooms and events; an SSE frame queue).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from realtime.auth import AuthError, Identity, TokenVerifier
@@ -20,6 +20,7 @@ from realtime.gateways.catchup import CatchUp
 from realtime.gateways.protocol import ClientError, parse_order_id
 from realtime.gateways.session import RoomPolicy, Session, order_snapshot
 from realtime.metrics import Metrics
+from realtime.state.revocations import MemoryRevocations, Revocations
 
 log = logging.getLogger(__name__)
 
@@ -62,21 +63,28 @@ class SessionCore:
     """Identity, rooms and recovery for one connection of any transport."""
 
     def __init__(self, verifier: TokenVerifier, rooms: RoomPolicy, bus: FanoutBus,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, revocations: Revocations | None = None) -> None:
         self.verifier = verifier
         self.rooms = rooms
         self.bus = bus
         self.metrics = metrics
+        self.revocations = revocations or MemoryRevocations(86400.0)
 
     async def identify(self, token: str | None) -> Identity:
-        """Verify ``token`` (raises :class:`AuthError`, counted by code)."""
+        """Verify ``token`` and refuse a revoked one (raises :class:`AuthError`, counted by
+        code). Every way in goes through here: Socket.IO connect (and its connection-state
+        recovery), ``authenticate``, ``refresh_token`` and SSE connect (and its resume)."""
         try:
             if token is None:
                 raise AuthError("invalid_token", "token required")
-            return await self.verifier.verify(token)
+            identity = await self.verifier.verify(token)
         except AuthError as exc:
             self.metrics.auth_failures.labels(exc.code).inc()
             raise
+        if await self.revocations.is_revoked(identity):
+            self.metrics.auth_failures.labels("revoked").inc()
+            raise AuthError("invalid_token", "token has been revoked")
+        return identity
 
     async def authorize_orders(self, identity: Identity,
                                requested: Iterable[object]) -> list[str]:
@@ -105,6 +113,21 @@ class SessionCore:
     def unsubscribe(self, session: Session, order_id: str) -> str | None:
         """Leave one order room (the room left, if the session was in it)."""
         return self.rooms.remove_order(session, order_id)
+
+    def move(self, session: Session, join: Sequence[str],
+             leave: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Rooms a backend adds or removes (control API): the (joined, left) ones. No
+        authorization and no replay: the backend decided. A joined ``order:`` room is not an
+        order subscription (a refresh does not re-check it); a left one ends it."""
+        joined = [room for room in join if room not in session.rooms]
+        for room in joined:
+            self.rooms.add(session, room)
+        left = [room for room in leave if room in session.rooms]
+        for room in left:
+            self.rooms.remove(session, room)
+            if room.startswith("order:"):
+                session.orders.discard(room.removeprefix("order:"))
+        return joined, left
 
     async def refresh(self, session: Session, token: str) -> Refreshed:
         """A new token for the same user: its roles replace the old ones, and every order

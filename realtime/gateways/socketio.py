@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -105,6 +105,39 @@ class SocketIOGateway:
         if self.connections:
             await self.sio.emit("server_shutdown", {"reconnect": True})
         await self.sio.shutdown()
+
+    # --- control API (realtime/control) -------------------------------------------------
+
+    async def end(self, match: Callable[[Identity], bool], reason: str,
+                  reconnect: bool) -> int:
+        """End matching connections after a ``disconnected {reason, reconnect}`` event.
+
+        ``reconnect: false`` sends a Socket.IO DISCONNECT: official clients then do not
+        reconnect by themselves (reason ``io server disconnect``). ``reconnect: true`` only
+        closes the transport, as a restart does, so they reconnect on their own."""
+        ending = [conn for conn in self.connections.values()
+                  if conn.identity is not None and match(conn.identity)]
+        notice = {"reason": reason, "reconnect": reconnect}
+        for conn in ending:
+            await self.sio.emit("disconnected", notice, to=conn.id)
+            if reconnect:
+                eio_sid = self.sio.manager.eio_sid_from_sid(conn.id, "/")
+                if eio_sid is not None:
+                    await self.sio.engine.disconnect(eio_sid)
+            else:
+                await self.sio.disconnect(conn.id)
+        return len(ending)
+
+    async def move(self, user_id: str, join: Sequence[str], leave: Sequence[str]) -> int:
+        """Join/leave rooms for the user's live connections; the next event follows them."""
+        conns = [conn for conn in self.connections.values() if conn.user_id == user_id]
+        for conn in conns:
+            joined, left = self.core.move(conn, join, leave)
+            for room in joined:
+                await self.sio.enter_room(conn.id, room)
+            for room in left:
+                await self.sio.leave_room(conn.id, room)
+        return len(conns)
 
     # --- fan-out -------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
@@ -19,7 +20,7 @@ from uuid import uuid4
 import orjson
 from aiohttp import web
 
-from realtime.auth import AuthError
+from realtime.auth import AuthError, Identity
 from realtime.bus import Message
 from realtime.gateways.catchup import CatchUp
 from realtime.gateways.core import SessionCore, find_token
@@ -132,6 +133,40 @@ class SSEGateway:
             self._queue(stream, frame("reconnect", orjson.dumps({"reason": reason})))
             self._close(stream, reason)
 
+    # --- control API (realtime/control) -------------------------------------------------
+
+    async def end(self, match: Callable[[Identity], bool], reason: str,
+                  reconnect: bool) -> int:
+        """End matching streams with a final ``disconnected {reason, reconnect}`` frame
+        (EventSource reconnects by itself: a client told ``reconnect: false`` must call
+        ``close()``; a revoked token is refused with 401 anyway)."""
+        ending = [stream for stream in self.streams
+                  if stream.identity is not None and match(stream.identity) and not stream.closing]
+        data = orjson.dumps({"reason": reason, "reconnect": reconnect})
+        for stream in ending:
+            self._queue(stream, frame("disconnected", data))
+            self._close(stream, reason)
+        return len(ending)
+
+    async def move(self, user_id: str, join: Sequence[str], leave: Sequence[str]) -> int:
+        """Join/leave rooms for the user's open streams (no replay)."""
+        streams = [stream for stream in self.streams
+                   if stream.user_id == user_id and not stream.closing]
+        for stream in streams:
+            joined, left = self.core.move(stream, join, leave)
+            for room in joined:
+                self.by_room.setdefault(room, set()).add(stream)
+            for room in left:
+                self._leave(stream, room)
+        return len(streams)
+
+    def _leave(self, stream: Stream, room: str) -> None:
+        members = self.by_room.get(room)
+        if members is not None:
+            members.discard(stream)
+            if not members:
+                del self.by_room[room]
+
     # --- one stream ------------------------------------------------------------------
 
     async def preflight(self, request: web.Request) -> web.Response:
@@ -235,11 +270,7 @@ class SSEGateway:
             return
         self.streams.discard(stream)
         for room in stream.rooms:
-            members = self.by_room.get(room)
-            if members is not None:
-                members.discard(stream)
-                if not members:
-                    del self.by_room[room]
+            self._leave(stream, room)
         self.rooms.release(stream)
         self.metrics.connections.labels("sse").dec()
         with contextlib.suppress(Exception):

@@ -73,8 +73,11 @@ class KafkaIngest:
     """Consumer group member: fetch → per-partition workers → pipeline → commit."""
 
     def __init__(self, settings: Settings, ingestor: Ingestor, producer: KafkaProducer,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, *,
+                 control: Callable[[object], Awaitable[None]] | None = None) -> None:
+        """``control`` runs the records of ``REALTIME_KAFKA_CONTROL_TOPIC`` (when set)."""
         self.settings = settings
+        self.control = control if settings.kafka_control_topic else None
         self.ingestor = ingestor
         self.producer = producer
         self.metrics = metrics
@@ -173,7 +176,10 @@ class KafkaIngest:
         )
         self.consumer = consumer
         await consumer.start()
-        consumer.subscribe(settings.kafka_topics, listener=_Rebalance(self))
+        topics = list(settings.kafka_topics)
+        if self.control is not None and settings.kafka_control_topic not in topics:
+            topics.append(str(settings.kafka_control_topic))
+        consumer.subscribe(topics, listener=_Rebalance(self))
         last_commit = asyncio.get_running_loop().time()
         while not self._stopping:
             batch = await consumer.getmany(timeout_ms=100, max_records=500)
@@ -327,8 +333,11 @@ class KafkaIngest:
             self.metrics.events_rejected.labels("kafka", exc.reason).inc()
             return refusal_for(exc)
         try:
-            await self.ingestor.ingest(event, "kafka")
-        except RoutingError as exc:  # counted by the pipeline
+            if self.control is not None and record.topic == self.settings.kafka_control_topic:
+                await self._control(event)
+            else:
+                await self.ingestor.ingest(event, "kafka")
+        except RoutingError as exc:  # counted by the pipeline (control: below)
             return refusal_for(exc)
         except Exception as exc:
             if is_transient(exc):
@@ -336,6 +345,15 @@ class KafkaIngest:
             self.metrics.events_rejected.labels("kafka", "internal_error").inc()
             return refusal_for(exc)
         return None
+
+    async def _control(self, event: object) -> None:
+        """A control command; a refused one is counted here (the pipeline never saw it)."""
+        assert self.control is not None
+        try:
+            await self.control(event)
+        except RoutingError as exc:
+            self.metrics.events_rejected.labels("kafka", exc.reason).inc()
+            raise
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], refusal: Refusal) -> None:
         await send_dead_letter(self.producer, self.settings.kafka_dlq_topic, record, refusal)

@@ -26,7 +26,7 @@ SSE_EVENTS = frozenset({"message"})
 #: Events the gateways emit on their own (session lifecycle, answers, errors).
 SERVER_EVENTS = frozenset({
     "error", "token_expired", "recovered", "reconnect", "server_shutdown", "authenticated",
-    "auth_error", "order_status", "update_accepted",
+    "auth_error", "order_status", "update_accepted", "disconnected",
 })
 
 

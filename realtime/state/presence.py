@@ -5,7 +5,8 @@ a write-behind queue for Redis), so a mass disconnect never waits on the network
 
 Redis layout: one hash per room, field ``<instance>|<session>`` → user id, and a
 heartbeat key per instance (``REALTIME_PRESENCE_TTL_SECONDS``, refreshed every third of
-it). Counting ignores (and removes) fields of instances whose heartbeat expired, so a
+it) whose value is the instance's own counts (connections, rooms) for ``GET /api/v1/info``.
+Counting ignores (and removes) fields of instances whose heartbeat expired, so a
 killed instance's clients stop being counted within that many seconds.
 """
 
@@ -14,13 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
+import orjson
 from redis.exceptions import RedisError
 
+from realtime.clock import iso
 from realtime.dependency import DependencyError
 
 log = logging.getLogger(__name__)
@@ -29,7 +34,23 @@ HEARTBEAT_TTL = 15
 FLUSH_EVERY = 0.1
 
 
+#: This instance's own counts, e.g. ``{"connections": 3, "rooms": 5}`` (set by the app).
+Stats = Callable[[], dict[str, Any]]
+
+
 class Presence(ABC):
+    def __init__(self) -> None:
+        self.instance = uuid.uuid4().hex[:12]
+        self.stats: Stats = dict
+
+    def snapshot(self) -> dict[str, Any]:
+        """This instance as ``/api/v1/info`` lists it."""
+        return {"instance": self.instance, **self.stats(), "heartbeatAt": iso(time.time())}
+
+    async def instances(self) -> list[dict[str, Any]]:
+        """Every live instance with its counts (one, in memory)."""
+        return [self.snapshot()]
+
     @abstractmethod
     def joined(self, session_id: str, user_id: str, room: str) -> None: ...
 
@@ -49,6 +70,7 @@ class Presence(ABC):
 
 class MemoryPresence(Presence):
     def __init__(self) -> None:
+        super().__init__()
         self._rooms: dict[str, Counter[str]] = {}
 
     def joined(self, session_id: str, user_id: str, room: str) -> None:
@@ -71,10 +93,10 @@ class MemoryPresence(Presence):
 
 class RedisPresence(Presence):
     def __init__(self, redis: Any, prefix: str, ttl: int = HEARTBEAT_TTL) -> None:
+        super().__init__()
         self._redis = redis
         self._prefix = prefix
         self._ttl = ttl
-        self.instance = uuid.uuid4().hex[:12]
         self._ops: deque[tuple[bool, str, str, str]] = deque()
         self._task: asyncio.Task[None] | None = None
 
@@ -101,7 +123,8 @@ class RedisPresence(Presence):
         while True:
             try:
                 if loop.time() - beat >= self._ttl / 3:
-                    await self._redis.set(f"{self._prefix}i:{self.instance}", 1, ex=self._ttl)
+                    await self._redis.set(f"{self._prefix}i:{self.instance}",
+                                          orjson.dumps(self.snapshot()), ex=self._ttl)
                     beat = loop.time()
                 await self._flush()
             except asyncio.CancelledError:
@@ -126,6 +149,23 @@ class RedisPresence(Presence):
         except Exception:
             self._ops.extendleft(reversed(batch))
             raise
+
+    async def instances(self) -> list[dict[str, Any]]:
+        """Every instance whose heartbeat is alive, as of its last beat (this one: now)."""
+        try:
+            keys = [key async for key in self._redis.scan_iter(
+                match=f"{self._prefix}i:*", count=1000)]
+            values = await self._redis.mget(keys) if keys else []
+        except (RedisError, OSError) as exc:
+            raise DependencyError(f"redis presence failed: {type(exc).__name__}: {exc}"
+                                  ) from exc
+        found = {}
+        for value in values:
+            with contextlib.suppress(orjson.JSONDecodeError, TypeError, KeyError):
+                entry = orjson.loads(value)
+                found[entry["instance"]] = entry
+        found[self.instance] = self.snapshot()
+        return sorted(found.values(), key=lambda entry: str(entry["instance"]))
 
     async def counts(self, room: str) -> tuple[int, int]:
         try:

@@ -2,7 +2,8 @@
 // Prints one JSON line per thing that happens (open, upgrade, connect, connect_error, event,
 // ack, disconnect).
 // CONFIG: {auth, emit: [{event, args, ack}], exitAfterEvents, timeoutMs, transports,
-//          withCredentials (Node keeps cookies, e.g. a load balancer's sticky-session cookie)}
+//          withCredentials (Node keeps cookies, e.g. a load balancer's sticky-session cookie),
+//          reconnection (default false; true lets the client reconnect by itself)}
 import { io } from "socket.io-client";
 
 const url = process.argv[2];
@@ -14,8 +15,11 @@ const socket = io(url, {
   auth: config.auth || {},
   transports: config.transports || ["websocket"],
   withCredentials: config.withCredentials || false,
-  reconnection: false,
+  reconnection: config.reconnection ?? false,
+  reconnectionDelay: 100,
 });
+socket.io.on("reconnect_attempt", (attempt) => print({ type: "reconnect_attempt", attempt }));
+
 socket.io.on("open", () => {
   print({ type: "open", transport: socket.io.engine.transport.name });
   socket.io.engine.on("upgrade", (transport) => print({ type: "upgrade", transport: transport.name }));

@@ -1,0 +1,1 @@
+"""Backend control: disconnect, revoke, join/leave, history and info across instances."""
