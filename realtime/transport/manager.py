@@ -7,7 +7,9 @@ index and set-backed pending collections.
 
 Its ``emit`` is the broadcast fast path: the packet is encoded and framed once and handed
 to each recipient's session through :meth:`EngineServer.deliver
-<realtime.transport.engineio.EngineServer.deliver>`, with no task per recipient.
+<realtime.transport.engineio.EngineServer.deliver>`, with no task per recipient. A payload
+that arrives encoded (:class:`~realtime.transport.payload.EncodedPayload`, a bus message's
+``data``) is not encoded again: the packet is put together around its bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 import socketio
 from socketio import packet
 
-from realtime.transport.websocket import frame
+from realtime.transport.payload import EncodedPayload, event_packet
+from realtime.transport.websocket import frame, text_frame
 
 #: python-socketio manager members this class overrides or reads (checked by
 #: ``tests/test_seams.py``): the pending collections and the ``basic_*`` room primitives.
@@ -51,6 +54,11 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
                                callback=callback, to=to, **kwargs)
             return
         if namespace not in self.rooms:
+            return
+        if type(data) is EncodedPayload:
+            raw = b"4" + event_packet(event, data, namespace)
+            self.server.eio.deliver(self._recipients(namespace, to or room, skip_sid),
+                                    [raw.decode()], [text_frame(raw)])
             return
         args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
         encoded = self.server.packet_class(packet.EVENT, namespace=namespace,
