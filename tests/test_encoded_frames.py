@@ -24,7 +24,7 @@ from support.ws import TEXT, RawSocket, opened
 PAYLOADS: list[dict[str, Any]] = [
     {"n": 1},
     {},
-    {"text": "héllo – 日本 😀", "del": "\x7f", "controls": "\x00\x1f\n\t\"\\/"},
+    {"text": "héllo \u2013 日本 😀", "del": "\x7f", "controls": "\x00\x1f\n\t\"\\/"},
     {"small": 1e-05, "tiny": -2.5e-07, "big": 1e16, "huge": 1.5e300, "plain": 0.1,
      "whole": 5.0, "zero": -0.0, "safe": 2**53 - 1, "negative": -42},
     {"nested": {"a": [1, {"b": None, "c": True, "d": False}], "e": []}, "1e5": "1e5"},
