@@ -71,6 +71,28 @@ class Ingestor:
         self.metrics.events_routed.labels(routed.type).inc()
         return IngestResult(routed.event_id, False, messages)
 
+    async def publish_many(self, routed: list[Routed]) -> list[IngestResult]:
+        """Publish validated events in one bus call (one round trip on Redis, all or
+        nothing); raises a DependencyError (BusError) when a backend fails."""
+        for event in routed:
+            if event.order_id is not None and (event.owner_id or event.order_status):
+                await self.orders.record(event.order_id, event.owner_id, event.order_status)
+        try:
+            published = await self.bus.publish_many(
+                [(event.event_id, event.deliveries) for event in routed])
+        except Exception:
+            self.metrics.bus_publish_failures.inc()
+            raise
+        results = []
+        for event, messages in zip(routed, published, strict=True):
+            if messages is None:
+                self.metrics.events_deduplicated.inc()
+                results.append(IngestResult(event.event_id, True, []))
+            else:
+                self.metrics.events_routed.labels(event.type).inc()
+                results.append(IngestResult(event.event_id, False, messages))
+        return results
+
     async def ingest(self, event: object, source: str) -> IngestResult:
         """Validate and publish one event; raises RoutingError (bad event) or BusError."""
         return await self.publish(self.validate(event, source))
