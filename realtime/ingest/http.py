@@ -79,11 +79,12 @@ class PublishEndpoint:
         """Every event of the batch, validated; one bad event refuses the whole batch."""
         routed: list[Routed] = []
         problems: list[dict[str, Any]] = []
-        for index, event in enumerate(events):
-            try:
-                routed.append(self.ingestor.validate(event, "http"))
-            except RoutingError as exc:
-                problems.append({"index": index, "reason": exc.reason, "message": exc.message})
+        for index, result in enumerate(self.ingestor.validate_many(events, "http")):
+            if isinstance(result, RoutingError):
+                problems.append({"index": index, "reason": result.reason,
+                                 "message": result.message})
+            else:
+                routed.append(result)
         if problems:
             raise ApiError(400, "invalid_event", problems[0]["message"], problems)
         return routed

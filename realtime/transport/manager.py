@@ -15,6 +15,7 @@ that arrives encoded (:class:`~realtime.transport.payload.EncodedPayload`, a bus
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 import socketio
@@ -29,6 +30,9 @@ PRIVATE_NAMES = ("pending_connect", "pending_disconnect", "callbacks", "rooms",
                  "pre_connect", "pre_disconnect", "basic_enter_room", "basic_leave_room",
                  "basic_disconnect", "get_rooms", "eio_sid_from_sid", "sid_from_eio_sid",
                  "is_connected", "get_namespaces", "trigger_callback")
+
+
+_second = itemgetter(1)
 
 
 class _SidSet(dict[str, None]):
@@ -70,17 +74,20 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
                                 frames)
 
     def _recipients(self, namespace: str, room: Any, skip_sid: Any) -> Iterable[str]:
-        """engine.io sids of a room (or rooms), each once, without ``skip_sid``."""
+        """engine.io sids of a room (or rooms), each once, without ``skip_sid``.
+
+        A room is a ``bidict``, whose ``values()`` builds (and keeps) an inverse bidict the
+        first time: only ``items()`` is read, a plain view of its forward dict."""
         rooms = self.rooms[namespace]
         if room is not None and not isinstance(room, str):
             members: dict[str, str] = {}
             for name in room:
                 if name in rooms:
-                    members.update(rooms[name])
+                    members.update(rooms[name].items())
         else:
             members = rooms.get(room) or {}
         if not skip_sid:
-            return members.values()
+            return map(_second, members.items())
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
         return [eio_sid for sid, eio_sid in members.items() if sid not in skip]
 
