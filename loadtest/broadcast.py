@@ -2,6 +2,7 @@
 
     python -m loadtest.broadcast                       # every scenario, both servers
     python -m loadtest.broadcast --scenario burst steady --clients 1000
+    python -m loadtest.broadcast --scenario rooms --servers realtime reference uws --redis
 
 Scenarios (each server in turn, pinned to CPU 0 with ``taskset``; the load client on CPU 1):
   burst   one room of N WebSocket clients, a burst of 100 events in one publish request
@@ -11,6 +12,12 @@ Scenarios (each server in turn, pinned to CPU 0 with ``taskset``; the load clien
 Server CPU is read from /proc for the server process only, from the moment every client is
 connected until the last delivery. Output: a table, ``loadtest/results/<scenario>.json`` and
 ``.png`` (latency distribution). ``--sse M`` adds M SSE clients to realtime's runs.
+
+Servers: ``realtime``, and the Node.js Socket.IO references (``loadtest/reference/``) on three
+engines: ``reference`` (Node's http + ``ws``), ``eiows`` (when built, see
+``loadtest/reference/build-eiows.sh``) and ``uws`` (uWebSockets.js, ``io.attachApp``).
+``--redis`` runs every server on a private redis-server (realtime's Redis bus, the
+references' ``@socket.io/redis-adapter``) and adds the redis-server's CPU per delivery.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from loadtest.lean_client import LeanClient, LeanSSEClient, client_session, no_g
 from loadtest.proc import cpu_seconds, rss_bytes
 from loadtest.report import Progress, Run, print_table, save, tally, wait_for
 from realtime.auth.tokens import mint_token
+from support.redis_server import RedisServer
 from support.server import SECRET, ServerProcess, service_token
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
@@ -43,17 +51,30 @@ BENCH_ENV = {"REALTIME_LOG_LEVEL": "WARNING", "REALTIME_PUBLISH_RATE_PER_SECOND"
 Event = dict[str, object]
 
 
-def start_server(name: str, env: dict[str, str] | None = None) -> ServerProcess:
+#: Reference server names → the ``ENGINE`` of ``loadtest/reference/server.mjs``.
+ENGINES = {"reference": "ws", "eiows": "eiows", "uws": "uws"}
+SERVERS = ["realtime", *ENGINES]
+
+
+def start_server(name: str, env: dict[str, str] | None = None,
+                 redis_url: str | None = None) -> ServerProcess:
     if name == "realtime":
-        return ServerProcess({**BENCH_ENV, **(env or {})}, cpus=SERVER_CPU)
-    return ServerProcess(env, argv=["node", str(REFERENCE / "server.mjs")], cpus=SERVER_CPU)
+        redis = {"REALTIME_REDIS_URL": redis_url} if redis_url else {}
+        return ServerProcess({**BENCH_ENV, **redis, **(env or {})}, cpus=SERVER_CPU)
+    redis = {"REDIS_URL": redis_url} if redis_url else {}
+    return ServerProcess({"ENGINE": ENGINES[name], **redis, **(env or {})},
+                         argv=["node", str(REFERENCE / "server.mjs")], cpus=SERVER_CPU)
 
 
-def ensure_reference() -> None:
-    if not (REFERENCE / "node_modules" / "socket.io").exists():
+def ensure_reference(servers: list[str]) -> None:
+    """Install the reference's packages (no install scripts: uWebSockets.js ships binaries)."""
+    if not (REFERENCE / "node_modules" / "uwebsockets").exists():
         print("installing the reference server's node packages (npm ci) ...", flush=True)
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                       cwd=REFERENCE, check=True)
+        subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund",
+                        "--loglevel=error"], cwd=REFERENCE, check=True)
+    if "eiows" in servers and not (REFERENCE / "node_modules" / "eiows").exists():
+        print("building eiows (loadtest/reference/build-eiows.sh) ...", flush=True)
+        subprocess.run(["sh", str(REFERENCE / "build-eiows.sh")], cwd=REFERENCE, check=True)
 
 
 async def connect(session: aiohttp.ClientSession, url: str, subs: list[str], roles: list[str],
@@ -98,9 +119,11 @@ async def measure(name: str, args: argparse.Namespace, rooms_per_client: Callabl
                   send: Callable[[aiohttp.ClientSession, str, str], Awaitable[list[Event]]],
                   sse: int = 0) -> Run:
     """Start ``name``, connect clients, run ``send``, wait for every delivery; measure."""
-    server = await start_server(name).start()
+    redis = RedisServer().start() if args.redis else None
+    server = await start_server(name, redis_url=redis.url if redis else None).start()
     assert server.proc is not None
     pid, run_id = server.proc.pid, uuid.uuid4().hex[:8]
+    redis_pid = redis.proc.pid if redis and redis.proc else None
     subs = [f"u{i}" for i in range(args.clients)]
     try:
         async with client_session() as session:
@@ -108,19 +131,25 @@ async def measure(name: str, args: argparse.Namespace, rooms_per_client: Callabl
             await asyncio.sleep(0.5)
             with no_gc_pauses():
                 cpu0, t0 = cpu_seconds(pid), time.monotonic()
+                redis0 = cpu_seconds(redis_pid) if redis_pid else 0.0
                 events = await send(session, server.url, run_id)
                 expected = expected_ids(events, len(clients), rooms_per_client)
                 total = sum(len(x) for x in expected)
                 await wait_for(lambda: sum(len(c.event_ids) for c in clients), total,
                                args.timeout, "delivered")
                 cpu1, t1 = cpu_seconds(pid), time.monotonic()
+                redis1 = cpu_seconds(redis_pid) if redis_pid else 0.0
             run = tally(Run(name, len(clients), seconds=t1 - t0, cpu_seconds=cpu1 - cpu0),
                         clients, expected)
+            if redis_pid and run.delivered:
+                run.extra["Redis CPU µs per delivery"] = (redis1 - redis0) / run.delivered * 1e6
             for client in clients:
                 await client.stop()
             return run
     finally:
         server.kill()
+        if redis:
+            redis.kill()
 
 
 async def burst(name: str, args: argparse.Namespace) -> Run:
@@ -192,8 +221,10 @@ async def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", nargs="+", choices=list(SCENARIOS),
                         default=list(SCENARIOS))
-    parser.add_argument("--servers", nargs="+", choices=["realtime", "reference"],
+    parser.add_argument("--servers", nargs="+", choices=SERVERS,
                         default=["realtime", "reference"])
+    parser.add_argument("--redis", action="store_true",
+                        help="every server on a private redis-server (bus / adapter)")
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--sse", type=int, default=0, help="SSE clients (realtime only)")
     parser.add_argument("--burst", type=int, default=100)
@@ -204,16 +235,17 @@ async def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
     os.sched_setaffinity(0, {LOAD_CPU})
-    if "reference" in args.servers:
-        ensure_reference()
+    if set(args.servers) & set(ENGINES):
+        ensure_reference(args.servers)
     for scenario in args.scenario:
         runner, target = SCENARIOS[scenario]
         runs = []
         for name in args.servers:
             print(f"[{scenario}] {name} ...", flush=True)
             runs.append(await runner(name, args))
-        print_table(scenario, runs, target)
-        save(scenario, runs, settings=vars(args))
+        name = f"{scenario}-redis" if args.redis else scenario
+        print_table(name, runs, target)
+        save(name, runs, settings=vars(args))
 
 
 if __name__ == "__main__":

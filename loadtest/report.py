@@ -112,20 +112,31 @@ def print_table(title: str, runs: list[Run], target: str = "") -> None:
     for label in dict.fromkeys(k for cells in columns for k in cells):
         print(f"  {label:{label_width}}"
               + "".join(f"{cells.get(label, '-'):>{width}}" for cells in columns))
-    ratios = ratios_to_reference(runs)
-    if ratios:
-        print(f"  {'ratio CPU/delivery':{label_width}}" + "".join(
+    for reference, ratios in ratios_to_references(runs).items():
+        label = "ratio CPU/delivery" + ("" if reference == "reference" else f" to {reference}")
+        print(f"  {label:{label_width}}" + "".join(
             f"{ratios[r.server]:>{width}.3f}" if r.server in ratios else f"{'':>{width}}"
             for r in runs))
 
 
-def ratios_to_reference(runs: list[Run]) -> dict[str, float]:
-    """CPU per delivery of each run divided by the reference's (the last run) in the same run."""
-    if len(runs) < 2 or runs[-1].server != "reference":
+#: Names of the reference servers (``loadtest/reference/``, one per engine).
+REFERENCES = ("reference", "eiows", "uws")
+
+
+def ratios_to_reference(runs: list[Run], reference: str = "reference") -> dict[str, float]:
+    """CPU per delivery of each other run divided by ``reference``'s, in the same run."""
+    base = next((r for r in runs if r.server == reference), None)
+    if base is None or len(runs) < 2:
         return {}
-    ratios = {r.server: ratio(r.cpu_us_per_delivery, runs[-1].cpu_us_per_delivery)
-              for r in runs[:-1]}
+    ratios = {r.server: ratio(r.cpu_us_per_delivery, base.cpu_us_per_delivery)
+              for r in runs if r.server not in REFERENCES}
     return {server: value for server, value in ratios.items() if not math.isnan(value)}
+
+
+def ratios_to_references(runs: list[Run]) -> dict[str, dict[str, float]]:
+    """:func:`ratios_to_reference` for every reference server present in ``runs``."""
+    found = {name: ratios_to_reference(runs, name) for name in REFERENCES}
+    return {name: ratios for name, ratios in found.items() if ratios}
 
 
 def save(name: str, runs: list[Run], *, axis: str = LATENCY_AXIS,
@@ -136,7 +147,8 @@ def save(name: str, runs: list[Run], *, axis: str = LATENCY_AXIS,
     path = RESULTS / f"{name}.json"
     body: dict[str, Any] = {"scenario": name, "settings": settings or {},
                             "runs": [r.summary() for r in runs],
-                            "ratio_cpu_per_delivery": ratios_to_reference(runs)}
+                            "ratio_cpu_per_delivery": ratios_to_reference(runs),
+                            "ratios_cpu_per_delivery": ratios_to_references(runs)}
     path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     written = [path]
     if any(r.latencies for r in runs):

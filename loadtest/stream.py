@@ -193,7 +193,7 @@ async def main() -> None:
                         metavar="NAME=VALUE", help="extra environment for realtime instances")
     args = parser.parse_args()
     if "reference" in args.servers:
-        ensure_reference()
+        ensure_reference(args.servers)
     runs = []
     for name in args.servers:
         print(f"[stream] {name} ...", flush=True)

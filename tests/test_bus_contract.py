@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from realtime.bus import BusError, FanoutBus, MemoryBus, Message
+from realtime.bus import BusError, FanoutBus, MemoryBus, Message, Replay
 from realtime.bus.redis import RedisBus
 from realtime.routing import Delivery
 from support.redis_server import RedisServer
@@ -150,5 +150,61 @@ async def test_redis_script_failure_claims_no_id_and_broadcasts_nothing(
         await sink.wait(1)
         await asyncio.sleep(0.2)
         assert [(m.event_id, m.data["n"]) for m in sink.messages] == [("w1", 1)]
+    finally:
+        await bus.close()
+
+
+async def test_a_batch_is_published_in_order_with_duplicates_left_out(
+        make_bus: Factory) -> None:
+    bus = await started(make_bus())
+    sink = Sink(bus, "user:b")
+    assert await bus.publish("b0", push("user:b", 0)) is not None
+    results = await bus.publish_many([(f"b{n}", push("user:b", n)) for n in range(4)]
+                                     + [("b2", push("user:b", 2))])
+    assert [r is None for r in results] == [True, False, False, False, True]
+    published = [r[0] for r in results if r is not None]
+    assert [m.seq for m in published] == sorted(m.seq for m in published)
+    messages = await sink.wait(4)
+    await asyncio.sleep(0.1)
+    assert [m.event_id for m in messages] == ["b0", "b1", "b2", "b3"]
+    assert [m.body for m in messages[1:]] == [m.body for m in published]
+
+
+async def test_history_bounds_hold_however_the_backend_trims(make_bus: Factory) -> None:
+    bus = await started(make_bus(history_size=5))
+    positions = []
+    for start in range(0, 300, 50):
+        batch = await bus.publish_many([(f"t{n}", push("user:t", n))
+                                        for n in range(start, start + 50)])
+        positions += [r[0].position for r in batch if r is not None]
+    kept = await bus.replay(["user:t"], positions[-6])
+    assert kept.recovered and [m.event_id for m in kept.messages] == [
+        f"t{n}" for n in range(295, 300)]
+    for position in (positions[-7], positions[0]):
+        assert (await bus.replay(["user:t"], position)) == Replay([], False)
+
+
+async def test_history_older_than_its_ttl_is_not_recovered(make_bus: Factory) -> None:
+    bus = await started(make_bus(history_ttl=1.0))
+    first = await bus.publish("a1", push("user:old", 1))
+    second = await bus.publish("a2", push("user:old", 2))
+    assert first is not None and second is not None
+    assert (await bus.replay(["user:old"], first[0].position)).recovered
+    await asyncio.sleep(1.3)
+    assert (await bus.replay(["user:old"], first[0].position)) == Replay([], False)
+
+
+async def test_redis_publishes_a_whole_batch_in_one_script_call(
+        redis_server: RedisServer) -> None:
+    bus = await started(RedisBus(redis_server.url))
+    try:
+        await bus.publish("warm", push("user:w", 0))  # the script is loaded
+        before = await bus.redis.info("commandstats")
+        await bus.publish_many([(f"w{n}", push(f"user:w{n % 7}", n)) for n in range(100)])
+        after = await bus.redis.info("commandstats")
+        calls = {name: after[name]["calls"] - before.get(name, {"calls": 0})["calls"]
+                 for name in after if name.startswith("cmdstat_")}
+        assert calls.get("cmdstat_evalsha") == 1 and calls.get("cmdstat_publish") == 1
+        assert not calls.get("cmdstat_xrange") and not calls.get("cmdstat_xdel")
     finally:
         await bus.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 
+from realtime.transport.gcpolicy import HeapFreezer
 from realtime.transport.teardown import StormFreeze, TeardownThrottle
 
 
@@ -39,5 +40,24 @@ async def test_a_storm_freezes_the_heap_until_it_calms_down() -> None:
         assert freeze.frozen
         await asyncio.sleep(0.3)
         assert not freeze.frozen and gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+
+
+async def test_the_heap_is_frozen_once_a_ramp_of_sessions_has_calmed() -> None:
+    freezer = HeapFreezer(ramp=3, calm=0.05)
+    frozen_before = gc.get_freeze_count()
+    try:
+        for _ in range(2):
+            freezer.opened()
+        await asyncio.sleep(0.1)
+        assert freezer.freezes == 0  # no ramp yet
+        freezer.opened()
+        await asyncio.sleep(0.02)
+        freezer.opened()  # still ramping: waits for calm again
+        await asyncio.sleep(0.04)
+        assert freezer.freezes == 0
+        await asyncio.sleep(0.05)
+        assert freezer.freezes == 1 and gc.get_freeze_count() >= frozen_before
     finally:
         gc.unfreeze()

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from realtime.auth import AuthError, TokenVerifier
+from realtime.auth.tokens import VerifiedTokens
 from support.server import SECRET, free_port, run_server
 
 NOW = int(time.time())
@@ -236,3 +237,40 @@ async def test_rs256_server_refuses_confused_token_over_socketio() -> None:
                           jwt_secret=None) as srv:
         error = await _connect_error(srv.url, confused())
         assert error["data"]["code"] == "invalid_token"
+
+
+# --- verified service tokens kept until their exp ----------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = float(NOW)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_verified_token_is_kept_until_its_exp_then_expired() -> None:
+    clock = Clock()
+    tokens = VerifiedTokens(TokenVerifier(algorithms=["HS256"], secret=SECRET), clock=clock)
+    token = hs(exp=NOW + 60)
+    first = await tokens.verify(token)
+    assert await tokens.verify(token) is first and len(tokens) == 1  # no second check
+    clock.now = NOW + 60
+    with pytest.raises(AuthError) as caught:
+        await tokens.verify(token)
+    assert caught.value.code == "expired" and len(tokens) == 0
+
+
+async def test_refused_tokens_are_never_kept_and_the_cache_is_bounded() -> None:
+    tokens = VerifiedTokens(TokenVerifier(algorithms=["HS256"], secret=SECRET), max_entries=2)
+    for bad in [hs(exp=NOW - 1), hs()[:-2] + "xx", "", None, 7]:
+        for _ in range(2):  # refused again, by the verifier
+            with pytest.raises(AuthError):
+                await tokens.verify(bad)
+    assert len(tokens) == 0
+    issued = [hs(sub=f"s{n}") for n in range(3)]
+    for token in issued:
+        await tokens.verify(token)
+    assert len(tokens) == 2
+    assert (await tokens.verify(issued[0])).user_id == "s0"  # verified afresh

@@ -12,7 +12,7 @@ import asyncio
 import math
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ from realtime.auth.identity import AuthError, Identity
 MAX_TOKEN_LENGTH = 16 * 1024
 MAX_CLAIM_ITEMS = 1000
 MAX_CLAIM_TEXT = 256
+#: Verified tokens remembered by :class:`VerifiedTokens` (service tokens: a handful).
+MAX_CACHED_TOKENS = 1024
 
 
 class TokenVerifier:
@@ -46,7 +48,7 @@ class TokenVerifier:
         self._public_key = public_key
         self._issuer = issuer
         self._audience = audience
-        self._leeway = leeway
+        self.leeway = leeway
         self._jwks_client: PyJWKClient | None = None
         self._jwks_set: PyJWKSet | None = None
         if jwks_url:
@@ -112,7 +114,7 @@ class TokenVerifier:
                 algorithms=[alg],
                 issuer=self._issuer,
                 audience=self._audience,
-                leeway=self._leeway,
+                leeway=self.leeway,
                 # sub and the times are checked by identity_from_claims
                 options={"require": ["sub", "exp"], "verify_aud": self._audience is not None,
                          "verify_exp": False, "verify_nbf": False, "verify_iat": False,
@@ -126,7 +128,42 @@ class TokenVerifier:
             raise AuthError("invalid_token", "wrong audience") from None
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise AuthError("invalid_token", f"invalid token: {exc}") from None
-        return identity_from_claims(claims, leeway=self._leeway)
+        return identity_from_claims(claims, leeway=self.leeway)
+
+
+class VerifiedTokens:
+    """Tokens verified before, remembered until their ``exp``: a backend that publishes
+    many requests with one service token pays the signature check once, not per request.
+
+    Keyed by the whole token (a changed byte is another key, verified afresh); bounded
+    (the oldest entry goes first); an expired entry answers ``expired`` as verification
+    would. Only successful verifications are kept, so a refused token is refused again
+    by the verifier each time.
+    """
+
+    def __init__(self, verifier: TokenVerifier, max_entries: int = MAX_CACHED_TOKENS,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.verifier = verifier
+        self._max = max_entries
+        self._clock = clock
+        self._identities: dict[str, Identity] = {}
+
+    async def verify(self, token: object) -> Identity:
+        identity = self._identities.get(token) if isinstance(token, str) else None
+        if identity is not None:
+            if identity.expires_at > self._clock() - self.verifier.leeway:
+                return identity
+            del self._identities[token]  # type: ignore[arg-type]
+            raise AuthError("expired", "token has expired")
+        identity = await self.verifier.verify(token)
+        assert isinstance(token, str)  # verify refuses anything else
+        if len(self._identities) >= self._max:
+            del self._identities[next(iter(self._identities))]
+        self._identities[token] = identity
+        return identity
+
+    def __len__(self) -> int:
+        return len(self._identities)
 
 
 def _time(claims: Mapping[str, Any], name: str, required: bool = False) -> float | None:
@@ -212,4 +249,5 @@ def load_public_key(inline: str | None, path: Path | None) -> str | None:
     return None
 
 
-__all__ = ["TokenVerifier", "identity_from_claims", "load_public_key", "mint_token"]
+__all__ = ["TokenVerifier", "VerifiedTokens", "identity_from_claims", "load_public_key",
+           "mint_token"]

@@ -21,6 +21,7 @@ import orjson
 
 from realtime.dependency import DependencyError
 from realtime.routing import Delivery
+from realtime.transport.payload import EncodedPayload, encode_json
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,11 @@ def body_parts(event_id: str, payload: dict[str, Any]) -> tuple[bytes, bytes]:
 
     ``head + position + tail`` is the payload object with ``eventId`` and ``position``
     first, so a backend that assigns positions server-side (Redis Lua) need not re-encode.
+    Encoded as python-socketio encodes packets (:func:`encode_json`), so the Socket.IO
+    gateway frames these bytes as they are.
     """
-    rest = orjson.dumps({k: v for k, v in payload.items() if k not in ("eventId", "position")})
-    head = b'{"eventId":' + orjson.dumps(event_id) + b',"position":"'
+    rest = encode_json({k: v for k, v in payload.items() if k not in ("eventId", "position")})
+    head = b'{"eventId":' + encode_json(event_id) + b',"position":"'
     tail = b'"}' if rest == b"{}" else b'",' + rest[1:]
     return head, tail
 
@@ -64,13 +67,14 @@ class Message:
     event_id: str
     position: str
     body: bytes
-    _data: dict[str, Any] | None = field(default=None, repr=False)
+    _data: EncodedPayload | None = field(default=None, repr=False)
 
     @property
-    def data(self) -> dict[str, Any]:
-        """The body decoded once per instance (never per recipient)."""
+    def data(self) -> EncodedPayload:
+        """The body decoded once per instance (never per recipient); it keeps ``body``, so
+        the Socket.IO manager sends these bytes instead of encoding the dict again."""
         if self._data is None:
-            self._data = orjson.loads(self.body)
+            self._data = EncodedPayload(orjson.loads(self.body), self.body)
         return self._data
 
     @property
@@ -88,6 +92,8 @@ class Replay:
 
 
 Listener = Callable[[Message], Awaitable[None]]
+#: One event of a batch publish: its id and what to deliver.
+Batch = tuple[str, Sequence[Delivery]]
 
 
 class RoomInterest:
@@ -167,6 +173,11 @@ class FanoutBus(ABC):
         The id is claimed only together with a successful publish: after a failure (an
         exception) a retry with the same id is delivered, not taken for a duplicate.
         """
+
+    async def publish_many(self, batch: Sequence[Batch]) -> list[list[Message] | None]:
+        """:meth:`publish` for each event of ``batch``, in order (a backend may do it in one
+        round trip, then all or nothing); the same id twice in a batch is a duplicate."""
+        return [await self.publish(event_id, deliveries) for event_id, deliveries in batch]
 
     @abstractmethod
     async def replay(self, rooms: Iterable[str], position: str) -> Replay:

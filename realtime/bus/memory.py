@@ -105,12 +105,14 @@ class MemoryBus(FanoutBus):
         if parsed is None or parsed[0] != self.epoch or parsed[1] > self._seq:
             return Replay([], False)
         after = parsed[1]
+        now = self._clock()
+        wanted = set(rooms)
+        for room in wanted:  # first: a room that expires whole raises the floor
+            self._expire(room, now)
         if after < self._expired_floor:
             return Replay([], False)
-        now = self._clock()
         found: dict[int, Message] = {}
-        for room in set(rooms):
-            self._expire(room, now)
+        for room in wanted:
             if self._trimmed.get(room, 0) > after:
                 return Replay([], False)
             for _, message in reversed(self._rooms.get(room, ())):

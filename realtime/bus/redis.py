@@ -1,14 +1,18 @@
 """``redis://`` (``rediss://``, ``redis+sentinel://``): the bus shared by all instances.
 
-One Lua script makes publishing atomic: de-duplicate, take positions from one counter,
-append to each room's stream (bounded by length and age), PUBLISH to one channel and only
-then claim the event id (so a failed publish never turns its retry into a "duplicate").
-A failure raises :class:`BusError`, so the caller (Kafka consumer) holds its offset.
+One Lua script publishes a whole batch (an HTTP request's events) atomically: de-duplicate,
+take positions from one counter (one ``INCRBY``), append to each room's stream (bounded
+by ``XADD MAXLEN ~``: no trimming loops), PUBLISH the batch as one channel message, and
+only then claim the event ids (so a failed publish never turns its retry into a
+"duplicate"). A failure raises :class:`BusError`, so the caller (Kafka consumer) holds its
+offset.
 
-Each instance listens on the channel; a message is ``header_json \\n body`` so an
-instance with no local recipient decodes only the small header and skips it. After a
-listener reconnect the instance catches up its local rooms from the streams, so a
-pub/sub outage loses nothing.
+A channel message is one or more ``header_json \\n body`` pairs joined by ``\\n`` (bodies are
+compact JSON with ASCII escapes: never a raw newline), so an instance with no local
+recipient decodes only the small headers and skips the rest. History is bounded exactly
+where it is read: :meth:`RedisBus.replay` keeps the newest ``history_size`` entries of a
+room and none older than ``history_ttl``, like the memory bus. After a listener reconnect
+the instance catches up its local rooms from the streams, so a pub/sub outage loses nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
 from realtime.bus.base import (
+    Batch,
     BusError,
     FanoutBus,
     Message,
@@ -41,59 +46,69 @@ from realtime.routing import Delivery
 log = logging.getLogger(__name__)
 
 PUBLISH_SCRIPT = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return false end
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   redis.call('SET', KEYS[2], ARGV[2])
   epoch = ARGV[2]
 end
-local maxlen, ttl, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local channel, prefix, event_id = ARGV[6], ARGV[7], ARGV[8]
-local count, i = tonumber(ARGV[9]), 10
-local positions, frames = {}, {}
-local trims = 0
-for d = 1, count do
-  local event, head, tail, nrooms = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  i = i + 4
-  local rooms = {}
-  for r = 1, nrooms do
-    rooms[r] = ARGV[i]
-    i = i + 1
+local dedup_ttl, maxlen, ttl = ARGV[1], ARGV[3], tonumber(ARGV[4])
+local now, channel, prefix, count = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
+local ttl_ms, last_ttl = ttl * 1000, ttl * 2 + 86400
+-- Pass 1: where each event's deliveries start, and which ids are taken already.
+local events, fresh, total, i = {}, {}, 0, 9
+for e = 1, count do
+  local event_id, ndeliveries = ARGV[i], tonumber(ARGV[i + 1])
+  local start = i + 2
+  i = start
+  for _ = 1, ndeliveries do i = i + 4 + tonumber(ARGV[i + 3]) end
+  local taken = fresh[event_id] or redis.call('EXISTS', prefix .. 'dedup:' .. event_id) == 1
+  events[e] = {event_id, ndeliveries, start, taken}
+  if not taken then
+    fresh[event_id] = true
+    total = total + ndeliveries
   end
-  local seq = redis.call('INCR', KEYS[1])
-  local position = epoch .. '-' .. seq
-  local body = head .. position .. tail
-  local header = cjson.encode({event, rooms, event_id, position})
-  for _, room in ipairs(rooms) do
-    local stream, meta = prefix .. 'h:' .. room, prefix .. 'm:' .. room
-    redis.call('XADD', stream, seq .. '-0', 'b', body, 'e', event, 't', now, 'h', header)
-    local excess = redis.call('XLEN', stream) - maxlen
-    if excess > 0 then
-      local old = redis.call('XRANGE', stream, '-', '+', 'COUNT', excess)
-      for _, entry in ipairs(old) do redis.call('XDEL', stream, entry[1]) end
-      redis.call('HSET', meta, 'trimmed', string.match(old[#old][1], '^(%d+)'))
-      trims = trims + #old
-    end
-    while true do
-      local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
-      if not first or tonumber(first[2][6]) >= now - ttl * 1000 then break end
-      redis.call('XDEL', stream, first[1])
-      redis.call('HSET', meta, 'trimmed', string.match(first[1], '^(%d+)'))
-      trims = trims + 1
-    end
-    redis.call('HSET', meta, 'last', seq)
-    redis.call('PEXPIRE', stream, ttl * 1000)
-    redis.call('EXPIRE', meta, ttl * 2 + 86400)
-  end
-  frames[d] = header .. '\\n' .. body
-  positions[d] = position
 end
--- Broadcast and claim the id only once every history write succeeded: a script error
--- above (raised to the caller) leaves the id free for a retry and reaches no client.
-for d = 1, count do redis.call('PUBLISH', channel, frames[d]) end
-redis.call('SET', KEYS[3], '1', 'EX', ARGV[1])
-positions[count + 1] = trims
-return positions
+local seq = 0
+if total > 0 then seq = redis.call('INCRBY', KEYS[1], total) - total end
+-- Pass 2: positions, history, one channel message.
+local results, frames = {}, {}
+for e = 1, count do
+  local event_id, ndeliveries, j, taken = unpack(events[e])
+  if taken then
+    results[e] = false
+  else
+    local positions = {}
+    for d = 1, ndeliveries do
+      local event, head, tail, nrooms = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
+      local rooms = {}
+      for r = 1, nrooms do rooms[r] = ARGV[j + 3 + r] end
+      j = j + 4 + nrooms
+      seq = seq + 1
+      local position = epoch .. '-' .. seq
+      local body = head .. position .. tail
+      local header = cjson.encode({event, rooms, event_id, position})
+      for _, room in ipairs(rooms) do
+        local stream = prefix .. 'h:' .. room
+        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, seq .. '-0', 'b', body, 't', now,
+                   'h', header)
+        redis.call('PEXPIRE', stream, ttl_ms)
+        redis.call('SET', prefix .. 'l:' .. room, seq, 'EX', last_ttl)
+      end
+      frames[#frames + 1] = header .. '\\n' .. body
+      positions[d] = position
+    end
+    results[e] = positions
+  end
+end
+-- Broadcast and claim the ids only once every history write succeeded: a script error
+-- above (raised to the caller) leaves the ids free for a retry and reaches no client.
+if #frames > 0 then redis.call('PUBLISH', channel, table.concat(frames, '\\n')) end
+for e = 1, count do
+  if not events[e][4] then
+    redis.call('SET', prefix .. 'dedup:' .. events[e][1], '1', 'EX', dedup_ttl)
+  end
+end
+return results
 """
 
 
@@ -131,6 +146,7 @@ class RedisBus(FanoutBus):
         # redis-py's typing is a union of bytes and str
         self.redis: Any = client if client is not None else connect(url)
         self._script = self.redis.register_script(PUBLISH_SCRIPT)
+        self._keys = [f"{prefix}seq", f"{prefix}epoch"]
         self._listener: asyncio.Task[None] | None = None
         self.connected = False
         self.last_error = "starting"
@@ -159,27 +175,34 @@ class RedisBus(FanoutBus):
 
     async def publish(self, event_id: str,
                       deliveries: Sequence[Delivery]) -> list[Message] | None:
+        return (await self.publish_many([(event_id, deliveries)]))[0]
+
+    async def publish_many(self, batch: Sequence[Batch]) -> list[list[Message] | None]:
+        """The whole batch in one script call: all of it is published, or none (raises)."""
+        if not batch:
+            return []
         args: list[Any] = [self._dedup, secrets.token_hex(4), self._size, self._ttl,
-                           int(time.time() * 1000), self.channel, self.prefix, event_id,
-                           len(deliveries)]
-        heads_tails = []
-        for delivery in deliveries:
-            head, tail = body_parts(event_id, delivery.payload)
-            heads_tails.append((head, tail))
-            args += [delivery.event, head, tail, len(delivery.rooms), *delivery.rooms]
-        keys = [f"{self.prefix}seq", f"{self.prefix}epoch", f"{self.prefix}dedup:{event_id}"]
+                           int(time.time() * 1000), self.channel, self.prefix, len(batch)]
+        parts: list[list[tuple[bytes, bytes]]] = []
+        for event_id, deliveries in batch:
+            args += [event_id, len(deliveries)]
+            heads_tails = []
+            for delivery in deliveries:
+                head, tail = body_parts(event_id, delivery.payload)
+                heads_tails.append((head, tail))
+                args += [delivery.event, head, tail, len(delivery.rooms), *delivery.rooms]
+            parts.append(heads_tails)
         try:
-            result = await self._script(keys=keys, args=args)
+            results = await self._script(keys=self._keys, args=args)
         except (RedisError, OSError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             raise BusError(f"redis publish failed: {self.last_error}") from exc
-        if result is None:
-            return None
-        *positions, trims = result
-        self.trims += int(trims)
         return [
-            Message(d.event, d.rooms, event_id, p.decode(), head + p + tail)
-            for d, p, (head, tail) in zip(deliveries, positions, heads_tails, strict=True)
+            None if positions is None else [
+                Message(d.event, d.rooms, event_id, p.decode(), head + p + tail)
+                for d, p, (head, tail) in zip(deliveries, positions, heads_tails, strict=True)]
+            for (event_id, deliveries), positions, heads_tails
+            in zip(batch, results, parts, strict=True)
         ]
 
     async def replay(self, rooms: Iterable[str], position: str) -> Replay:
@@ -195,21 +218,55 @@ class RedisBus(FanoutBus):
                 return Replay([], False)
             found: dict[int, Message] = {}
             for room in set(rooms):
-                trimmed, last = await self.redis.hmget(f"{self.prefix}m:{room}",
-                                                       "trimmed", "last")
-                if trimmed is not None and int(trimmed) > after:
+                entries = await self._history(room, after)
+                if entries is None:
                     return Replay([], False)
-                entries = await self.redis.xrange(f"{self.prefix}h:{room}",
-                                                  min=f"{after + 1}-0", max="+")
-                if not entries and last is not None and int(last) > after:
-                    return Replay([], False)  # the room's stream expired meanwhile
-                for entry_id, fields in entries:
-                    seq = int(entry_id.split(b"-")[0])
+                for seq, fields in entries:
                     if seq not in found:
                         found[seq] = self._from_stream(fields, epoch, seq)
         except (RedisError, OSError) as exc:
             raise BusError(f"redis replay failed: {exc}") from exc
         return Replay([found[seq] for seq in sorted(found)], True)
+
+    async def _history(self, room: str,
+                       after: int) -> list[tuple[int, dict[bytes, bytes]]] | None:
+        """A room's entries after ``after``, or ``None`` when some of them are gone: past the
+        newest ``history_size``, older than ``history_ttl``, or trimmed from the stream."""
+        stream = f"{self.prefix}h:{room}"
+        newest = await self.redis.xrevrange(stream, max="+", min=f"{after + 1}-0",
+                                            count=self._size + 1)
+        if len(newest) > self._size:
+            return None  # more than the history keeps came after `after`
+        entries = [(int(entry_id.split(b"-")[0]), fields) for entry_id, fields in reversed(newest)]
+        if entries and int(entries[0][1][b"t"]) < (time.time() - self._ttl) * 1000:
+            return None  # the oldest of them has aged out
+        last = await self.redis.get(f"{self.prefix}l:{room}")
+        if last is not None and int(last) > after and not entries:
+            return None  # the room's stream expired meanwhile
+        if await self._trimmed_after(stream, after, entries):
+            return None
+        return entries
+
+    async def _trimmed_after(self, stream: str, after: int,
+                             entries: list[tuple[int, dict[bytes, bytes]]]) -> bool:
+        """Whether ``XADD MAXLEN ~`` may have dropped an entry later than ``after``.
+
+        Only the oldest entries are dropped, all of them before the stream's first one: when
+        that first one is among ``entries`` and the stream ever held more, the dropped ones
+        may lie after ``after`` (answered conservatively: a client then reloads its state)."""
+        if not entries:
+            return False
+        try:
+            info = await self.redis.xinfo_stream(stream)
+        except RedisError:
+            return False  # expired just now: nothing was trimmed that is not aged out
+        first = info.get("first-entry")
+        if first is None or int(first[0].split(b"-")[0]) != entries[0][0]:
+            return False  # older entries than ours are still there: nothing of ours is gone
+        added = info.get("entries-added")
+        if added is None:  # Redis 6: no count of entries ever added
+            return int(info.get("length", 0)) >= self._size and entries[0][0] > after + 1
+        return int(added) > int(info.get("length", 0)) and entries[0][0] > after + 1
 
     @staticmethod
     def _from_stream(fields: dict[bytes, bytes], epoch: str, seq: int) -> Message:
@@ -248,19 +305,20 @@ class RedisBus(FanoutBus):
                     await pubsub.aclose()
 
     async def on_raw(self, data: bytes) -> None:
-        """Handle one channel message; skips cheaply when no local room is interested."""
-        split = data.index(b"\n")
-        event, rooms, event_id, position = orjson.loads(data[:split])
-        epoch, _, seq_text = position.rpartition("-")
-        seq = int(seq_text)
-        if epoch != self._epoch:
-            self._epoch, self._last_seq = epoch, 0
-        elif seq <= self._last_seq:
-            return  # already dispatched (catch-up overlap)
-        self._last_seq = seq
-        if not self.interest.any(rooms):
-            return
-        await self.dispatch(Message(event, tuple(rooms), event_id, position, data[split + 1:]))
+        """Handle one channel message (a batch); skips cheaply what no local room wants."""
+        lines = data.split(b"\n")
+        for index in range(0, len(lines) - 1, 2):
+            event, rooms, event_id, position = orjson.loads(lines[index])
+            epoch, _, seq_text = position.rpartition("-")
+            seq = int(seq_text)
+            if epoch != self._epoch:
+                self._epoch, self._last_seq = epoch, 0
+            elif seq <= self._last_seq:
+                continue  # already dispatched (catch-up overlap)
+            self._last_seq = seq
+            if self.interest.any(rooms):
+                await self.dispatch(Message(event, tuple(rooms), event_id, position,
+                                            lines[index + 1]))
 
     async def _catch_up(self) -> None:
         """After a reconnect, dispatch what local rooms missed while we were deaf."""

@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from realtime.auth import AuthError, Identity, TokenVerifier
+from realtime.auth.tokens import VerifiedTokens
 from realtime.dependency import DependencyError
 from realtime.metrics import Metrics
 
@@ -102,6 +103,7 @@ class ServiceAuth:
 
     def __init__(self, verifier: TokenVerifier, service_role: str, metrics: Metrics) -> None:
         self.verifier = verifier
+        self.tokens = VerifiedTokens(verifier)
         self.service_role = service_role
         self.metrics = metrics
 
@@ -110,7 +112,7 @@ class ServiceAuth:
         if token is None:
             raise ApiError(401, "unauthorized", "missing Authorization: Bearer token")
         try:
-            identity = await self.verifier.verify(token)
+            identity = await self.tokens.verify(token)
         except AuthError as exc:
             self.metrics.auth_failures.labels(exc.code).inc()
             raise ApiError(401, exc.code, exc.message) from None

@@ -79,29 +79,31 @@ class PublishEndpoint:
         """Every event of the batch, validated; one bad event refuses the whole batch."""
         routed: list[Routed] = []
         problems: list[dict[str, Any]] = []
-        for index, event in enumerate(events):
-            try:
-                routed.append(self.ingestor.validate(event, "http"))
-            except RoutingError as exc:
-                problems.append({"index": index, "reason": exc.reason, "message": exc.message})
+        for index, result in enumerate(self.ingestor.validate_many(events, "http")):
+            if isinstance(result, RoutingError):
+                problems.append({"index": index, "reason": result.reason,
+                                 "message": result.message})
+            else:
+                routed.append(result)
         if problems:
             raise ApiError(400, "invalid_event", problems[0]["message"], problems)
         return routed
 
     async def _publish(self, routed: list[Routed]) -> web.Response:
-        accepted: list[str] = []
-        duplicates: list[str] = []
+        """The batch in one bus call: published whole, or not at all (a 503)."""
+        unique: list[Routed] = []
         seen: set[str] = set()
         for event in routed:
-            if event.event_id in seen:
-                continue  # the same id twice in one batch is one event
-            seen.add(event.event_id)
-            try:
-                result = await self.ingestor.publish(event)
-            except DependencyError as exc:
-                raise unavailable(exc, "publish", self.metrics, accepted=accepted,
-                                  duplicates=duplicates) from None
-            (duplicates if result.duplicate else accepted).append(result.event_id)
+            if event.event_id not in seen:  # the same id twice in one batch is one event
+                seen.add(event.event_id)
+                unique.append(event)
+        try:
+            results = await self.ingestor.publish_many(unique)
+        except DependencyError as exc:
+            raise unavailable(exc, "publish", self.metrics, accepted=[],
+                              duplicates=[]) from None
+        accepted = [r.event_id for r in results if not r.duplicate]
+        duplicates = [r.event_id for r in results if r.duplicate]
         return web.json_response({"accepted": accepted, "duplicates": duplicates}, status=202)
 
     async def _publish_once(self, key: str, print_: str, routed: list[Routed]) -> web.Response:

@@ -40,7 +40,7 @@ def sanitized_updates(event: Event) -> Any:
     return updates
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivery:
     """One client event to send to the union of ``rooms`` (each socket gets it once)."""
 
@@ -81,13 +81,29 @@ class EventType:
         return [route.deliver(event) for route in self.routes]
 
 
+#: Room names already checked (they repeat: one per user, order, role); bounded.
+_valid_rooms: set[str] = set()
+MAX_VALID_ROOMS = 100_000
+
+
+def _valid_room(room: str) -> bool:
+    if not ROOM_PATTERN.fullmatch(room):
+        return False
+    if len(_valid_rooms) >= MAX_VALID_ROOMS:
+        _valid_rooms.clear()
+    _valid_rooms.add(room)
+    return True
+
+
 def _push(event: Event) -> list[Delivery]:
     name = check_event_name(event.get("event"), RESERVED_EVENTS)
     rooms, data = event.get("rooms"), event.get("data", {})
     if not isinstance(rooms, list) or not rooms or len(rooms) > MAX_PUSH_ROOMS:
         raise RoutingError("invalid_field", f"'rooms' must be a list of 1..{MAX_PUSH_ROOMS} rooms")
-    if not all(isinstance(r, str) and ROOM_PATTERN.fullmatch(r) for r in rooms):
-        raise RoutingError("invalid_field", "'rooms' entries must be room names like 'user:42'")
+    for room in rooms:
+        if not (isinstance(room, str) and (room in _valid_rooms or _valid_room(room))):
+            raise RoutingError("invalid_field",
+                               "'rooms' entries must be room names like 'user:42'")
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -159,7 +175,7 @@ class _Fields(dict[str, str]):
         super().__init__({k: str(event[k]) for k in ROOM_FIELDS if k in event})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Routed:
     """A validated event: its id, its type and what to deliver."""
 

@@ -28,6 +28,7 @@ import orjson
 from aiohttp import web
 
 from realtime.transport.connection import WebSocketConnection, take_over
+from realtime.transport.gcpolicy import HeapFreezer
 from realtime.transport.outbox import Flusher, Outbox
 from realtime.transport.teardown import TeardownThrottle
 from realtime.transport.websocket import CloseCode, frame
@@ -246,6 +247,7 @@ class EngineServer:
         self.handlers: dict[str, Handler] = {}
         self.flusher = Flusher()
         self.teardown = TeardownThrottle()
+        self.heap = HeapFreezer()
         self.on_slow: Callable[[str], None] = lambda sid: None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._user_sessions: dict[str, dict[str, Any]] = {}
@@ -504,6 +506,7 @@ class EngineServer:
     def _new_socket(self, request: web.BaseRequest, sid: str | None = None) -> EngineSocket:
         socket = EngineSocket(self, sid or self.generate_id(), _environ(request))
         self.sockets[socket.sid] = socket
+        self.heap.opened()
         self._start_heartbeat(socket)
         socket.inbox.append(lambda: self._connected(socket))
         socket.drain()

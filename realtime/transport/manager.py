@@ -7,18 +7,22 @@ index and set-backed pending collections.
 
 Its ``emit`` is the broadcast fast path: the packet is encoded and framed once and handed
 to each recipient's session through :meth:`EngineServer.deliver
-<realtime.transport.engineio.EngineServer.deliver>`, with no task per recipient.
+<realtime.transport.engineio.EngineServer.deliver>`, with no task per recipient. A payload
+that arrives encoded (:class:`~realtime.transport.payload.EncodedPayload`, a bus message's
+``data``) is not encoded again: the packet is put together around its bytes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 import socketio
 from socketio import packet
 
-from realtime.transport.websocket import frame
+from realtime.transport.payload import EncodedPayload, event_packet
+from realtime.transport.websocket import frame, text_frame
 
 #: python-socketio manager members this class overrides or reads (checked by
 #: ``tests/test_seams.py``): the pending collections and the ``basic_*`` room primitives.
@@ -26,6 +30,9 @@ PRIVATE_NAMES = ("pending_connect", "pending_disconnect", "callbacks", "rooms",
                  "pre_connect", "pre_disconnect", "basic_enter_room", "basic_leave_room",
                  "basic_disconnect", "get_rooms", "eio_sid_from_sid", "sid_from_eio_sid",
                  "is_connected", "get_namespaces", "trigger_callback")
+
+
+_second = itemgetter(1)
 
 
 class _SidSet(dict[str, None]):
@@ -52,6 +59,11 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
             return
         if namespace not in self.rooms:
             return
+        if type(data) is EncodedPayload:
+            raw = b"4" + event_packet(event, data, namespace)
+            self.server.eio.deliver(self._recipients(namespace, to or room, skip_sid),
+                                    [raw.decode()], [text_frame(raw)])
+            return
         args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
         encoded = self.server.packet_class(packet.EVENT, namespace=namespace,
                                            data=[event, *args]).encode()
@@ -62,17 +74,20 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
                                 frames)
 
     def _recipients(self, namespace: str, room: Any, skip_sid: Any) -> Iterable[str]:
-        """engine.io sids of a room (or rooms), each once, without ``skip_sid``."""
+        """engine.io sids of a room (or rooms), each once, without ``skip_sid``.
+
+        A room is a ``bidict``, whose ``values()`` builds (and keeps) an inverse bidict the
+        first time: only ``items()`` is read, a plain view of its forward dict."""
         rooms = self.rooms[namespace]
         if room is not None and not isinstance(room, str):
             members: dict[str, str] = {}
             for name in room:
                 if name in rooms:
-                    members.update(rooms[name])
+                    members.update(rooms[name].items())
         else:
             members = rooms.get(room) or {}
         if not skip_sid:
-            return members.values()
+            return map(_second, members.items())
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
         return [eio_sid for sid, eio_sid in members.items() if sid not in skip]
 

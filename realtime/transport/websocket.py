@@ -260,6 +260,11 @@ def _frame(opcode: int, payload: bytes) -> bytes:
     return bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big") + payload
 
 
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked text frame of ``payload``, already UTF-8."""
+    return _frame(TEXT, payload)
+
+
 def frame(message: str | bytes) -> bytes:
     """One unmasked server frame: text for ``str``, binary for ``bytes``."""
     if isinstance(message, str):
