@@ -42,6 +42,7 @@ from realtime.bus.base import (
     parse_position,
 )
 from realtime.routing import Delivery
+from realtime.tasks import cancel_task
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +160,7 @@ class RedisBus(FanoutBus):
         self._listener = asyncio.create_task(self._listen_forever(), name="redis-listener")
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
+        await cancel_task(self._listener)
         with contextlib.suppress(Exception):
             await self.redis.aclose()
 

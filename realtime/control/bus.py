@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from realtime.control.commands import Command, CommandError, parse_command, to_event
 from realtime.dependency import DependencyError
+from realtime.tasks import cancel_task
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,7 @@ class RedisControlBus(ControlBus):
         self._listener = asyncio.create_task(self._listen_forever(), name="control-listener")
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
+        await cancel_task(self._listener)
 
     async def broadcast(self, command: Command) -> Outcome:
         request = secrets.token_hex(8)

@@ -37,6 +37,7 @@ from realtime.kafka.producer import KafkaProducer
 from realtime.metrics import Metrics
 from realtime.routing import RoutingError
 from realtime.settings import Settings
+from realtime.tasks import cancel_task
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,10 +111,9 @@ class KafkaIngest:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_task(task)
         for worker in self.workers.values():
-            await _cancel(worker.task)
+            await cancel_task(worker.task)
         self.workers.clear()
         if consumer is not None:
             with contextlib.suppress(Exception):
@@ -124,7 +124,7 @@ class KafkaIngest:
         """Simulate a crash: drop everything without committing (tests only)."""
         self._stopping = True
         for task in self._tasks:
-            await _cancel(task)
+            await cancel_task(task)
         consumer = self.consumer
         self.consumer = None
         self.workers.clear()
@@ -201,7 +201,7 @@ class KafkaIngest:
 
     async def _reset_consumer(self) -> None:
         for worker in list(self.workers.values()):
-            await _cancel(worker.task)
+            await cancel_task(worker.task)
         self.workers.clear()
         if self.consumer is not None:
             with contextlib.suppress(Exception):
@@ -254,7 +254,7 @@ class KafkaIngest:
         await self._drain_workers(workers, limit=5.0)
         await self._commit(workers)
         for worker in workers:
-            await _cancel(worker.task)
+            await cancel_task(worker.task)
             self.workers.pop(worker.tp, None)
 
     async def _drain_workers(self, workers: list[PartitionWorker], limit: float) -> None:
@@ -399,10 +399,3 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.ingest._assigned(set(assigned))
-
-
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is not None and not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task

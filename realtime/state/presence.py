@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from realtime.clock import iso
 from realtime.dependency import DependencyError
+from realtime.tasks import cancel_task
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +111,7 @@ class RedisPresence(Presence):
         self._task = asyncio.create_task(self._run(), name="presence")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_task(self._task)
         with contextlib.suppress(Exception):
             await self._redis.delete(f"{self._prefix}i:{self.instance}")
 
