@@ -26,6 +26,7 @@ from realtime.control.kafka import ControlEvents
 from realtime.control.service import Control
 from realtime.gateways.admin import enable_admin_ui
 from realtime.gateways.core import SessionCore
+from realtime.gateways.recovery import Recovery
 from realtime.gateways.session import RoomPolicy
 from realtime.gateways.socketio import SocketIOGateway, SocketIOOptions
 from realtime.gateways.sse import SSEGateway, SSEOptions
@@ -139,7 +140,9 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
                               user_requests=UserUpdateRequests(
                                   request_sink if request_sink is not None else producer,
                                   settings.kafka_request_topic, settings.admin_role),
-                              metrics=metrics)
+                              metrics=metrics,
+                              recovery=Recovery(backends.sessions, settings.recovery_seconds,
+                                                backends.head))
     sse = SSEGateway(options=sse_options(settings), core=core, metrics=metrics)
     control = Control(backends.control, backends.revocations, [gateway, sse])
     control_events = ControlEvents(control, settings.revocation_ttl_seconds)
@@ -183,6 +186,7 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
 
     async def on_startup(_: web.Application) -> None:
         await backends.start()
+        gateway.recovery.start()
         if kafka is not None:
             await kafka.start()
 

@@ -2,7 +2,8 @@
 
 ``memory://`` keeps everything in process (one instance). ``redis://`` (``rediss://``,
 ``unix://``, ``redis+sentinel://``) puts the bus, the order store, presence, the
-idempotency keys, token revocations and the control channel on one shared Redis client,
+idempotency keys, token revocations, recoverable sessions and the control channel on one
+shared Redis client,
 so that several instances act as one service.
 """
 
@@ -17,6 +18,7 @@ from realtime.state.idempotency import IdempotencyStore, MemoryIdempotency, Redi
 from realtime.state.orders import MemoryOrderStore, OrderStore, RedisOrderStore
 from realtime.state.presence import HEARTBEAT_TTL, MemoryPresence, Presence, RedisPresence
 from realtime.state.revocations import MemoryRevocations, RedisRevocations, Revocations
+from realtime.state.sessions import MemorySessions, RedisSessions, SessionStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,8 @@ class Backends:
     idempotency: IdempotencyStore
     revocations: Revocations
     control: ControlBus
+    #: Recoverable Socket.IO sessions (connection-state recovery).
+    sessions: SessionStore
     #: The bus's newest position, for reading a room's history (``realtime.control.history``).
     head: Head
 
@@ -72,6 +76,7 @@ def create_backends(url: str, options: BackendOptions) -> Backends:
             idempotency=MemoryIdempotency(options.dedup_window),
             revocations=MemoryRevocations(options.revocation_ttl),
             control=MemoryControlBus(),
+            sessions=MemorySessions(),
             head=memory_head,
         )
     from redis.exceptions import RedisError
@@ -97,5 +102,6 @@ def create_backends(url: str, options: BackendOptions) -> Backends:
         revocations=RedisRevocations(client, options.prefix, options.revocation_ttl),
         control=RedisControlBus(client, options.prefix, reply_timeout=options.control_timeout,
                                 max_ahead=options.revocation_ttl),
+        sessions=RedisSessions(client, options.prefix),
         head=redis_head,
     )

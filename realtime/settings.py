@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     order_state_ttl_seconds: float = Field(7 * 24 * 3600.0, gt=0)
     revocation_ttl_seconds: float = Field(24 * 3600.0, gt=0, le=365 * 24 * 3600.0)
     control_timeout_seconds: float = Field(2.0, gt=0, le=60)
+    #: Socket.IO connection-state recovery window (0 turns it off).
+    recovery_seconds: float = Field(120.0, ge=0, le=24 * 3600.0)
 
     # --- Kafka ---------------------------------------------------------------------
     kafka_bootstrap: str | None = None

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from socketio import packet
@@ -41,8 +42,11 @@ async def next_event(ws: RawSocket) -> bytes:
             return data
 
 
-async def test_delivered_frames_are_what_python_socketio_would_encode() -> None:
-    async with run_server() as srv, opened(srv.url) as (ws, _):
+@pytest.mark.parametrize("recovery", [120.0, 0.0], ids=["recovery-on", "recovery-off"])
+async def test_delivered_frames_are_what_python_socketio_would_encode(recovery: float) -> None:
+    """With connection-state recovery on (the default), the position follows the payload as
+    the event's last argument (``emit(event, (payload, position))``); off, it does not."""
+    async with run_server(recovery_seconds=recovery) as srv, opened(srv.url) as (ws, _):
         ws.send_text(connect_packet(token("alice")))
         assert CONNECTED.fullmatch(await ws.text())
         for n, data in enumerate(PAYLOADS):
@@ -52,8 +56,11 @@ async def test_delivered_frames_are_what_python_socketio_would_encode() -> None:
             assert status == 202
             got = await next_event(ws)
             position = orjson.loads(got[2:])[1]["position"]
-            expected = packet.Packet(packet.EVENT, namespace="/", data=[
-                "check", {"eventId": event_id, "position": position, **data}]).encode()
+            args: list[Any] = [{"eventId": event_id, "position": position, **data}]
+            if recovery:
+                args.append(position)
+            expected = packet.Packet(packet.EVENT, namespace="/",
+                                     data=["check", *args]).encode()
             assert got == b"4" + expected.encode(), data
 
 

@@ -59,7 +59,8 @@ async def test_connect_with_a_token() -> None:
         ws.send_text(connect_packet(token()))
         answer = await ws.text()
         assert CONNECTED.fullmatch(answer), answer
-        assert orjson.loads(answer[2:]).keys() == {"sid"}
+        # pid: the private session id of connection-state recovery (on by default)
+        assert orjson.loads(answer[2:]).keys() == {"sid", "pid"}
         assert orjson.loads(answer[2:])["sid"] != handshake["sid"]  # not the Engine.IO sid
         await works(ws)
         assert connections(srv) == (1, 1)

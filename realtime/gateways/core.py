@@ -98,6 +98,23 @@ class SessionCore:
             await self.rooms.authorize_order(probe, order_id)
         return order_ids
 
+    async def allowed_orders(self, identity: Identity, candidates: Iterable[str],
+                             taken: Sequence[str] = ()) -> list[str]:
+        """Of ``candidates`` (a recovered session's order rooms), those ``identity`` may
+        still watch and that are not in ``taken``, within the subscription limit; the others
+        are left out without an error (the session's rights may have changed)."""
+        allowed: list[str] = []
+        probe = Session("authorization", "core", identity=identity)
+        for order_id in dict.fromkeys(candidates):
+            if order_id in taken or len(taken) + len(allowed) >= self.rooms.max_orders:
+                continue
+            try:
+                await self.rooms.authorize_order(probe, parse_order_id(order_id))
+            except ClientError:
+                continue
+            allowed.append(order_id)
+        return allowed
+
     def adopt(self, session: Session, identity: Identity) -> tuple[list[str], list[str]]:
         """Take ``identity``: the (joined, left) automatic rooms."""
         return self.rooms.identity_rooms(session, identity)
@@ -150,7 +167,9 @@ class SessionCore:
     async def replay(self, session: Session, position: str,
                      catch_up: CatchUp | None = None) -> Replay:
         """What the session missed since ``position`` for its rooms; with ``catch_up`` (live
-        messages held since it joined), followed by the held ones the replay did not cover."""
+        messages held since it joined), followed by the held ones the replay did not cover.
+        Connection-state recovery, ``auth.position``, ``resume`` and SSE's ``Last-Event-ID``
+        all come through here."""
         try:
             found = await self.bus.replay(session.rooms, position)
             messages, recovered = list(found.messages), found.recovered

@@ -22,7 +22,7 @@ from realtime.auth import AuthError, Identity
 from realtime.bus import Message
 from realtime.clock import iso
 from realtime.gateways.catchup import CatchUp
-from realtime.gateways.core import SessionCore, bearer, find_token
+from realtime.gateways.core import Replay, SessionCore, bearer, find_token
 from realtime.gateways.limits import TokenBucket
 from realtime.gateways.protocol import (
     ClientError,
@@ -32,12 +32,19 @@ from realtime.gateways.protocol import (
     parse_order_id,
     parse_token,
 )
+from realtime.gateways.recovery import Recovery
 from realtime.gateways.session import Session
 from realtime.metrics import Metrics
 from realtime.requests import UserUpdateRequests
+from realtime.state.sessions import MemorySessions, SessionRecord
 from realtime.transport.engineio import EngineConfig, EngineServer
 from realtime.transport.manager import IndexedManager
-from realtime.transport.socketio import SocketIOServer, ack_wanted
+from realtime.transport.socketio import (
+    ConnectAnswer,
+    ConnectRequest,
+    SocketIOServer,
+    ack_wanted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +66,38 @@ class SocketIOOptions:
 
 @dataclass(eq=False)
 class Connection(Session):
-    """A Socket.IO session: limits, timers, and replay buffering."""
+    """A Socket.IO session: limits, timers, and what its recovery restores."""
 
     bucket: TokenBucket = field(default_factory=lambda: TokenBucket(1, 1))
     refusals: int = 0
     auth_deadline: asyncio.TimerHandle | None = None
+    #: Private session id of connection-state recovery (``None``: recovery is off).
+    pid: str | None = None
+    #: The bus position when the session began (see :class:`SessionRecord`).
+    since: str | None = None
+    #: Rooms a backend made it join (control API), restored with it.
+    granted: set[str] = field(default_factory=set)
+    #: Ended by a Socket.IO DISCONNECT (either side): not recoverable.
+    ended: bool = False
+
+    def record(self) -> SessionRecord | None:
+        if self.pid is None or self.identity is None:
+            return None
+        return SessionRecord(self.id, self.identity.user_id, tuple(sorted(self.orders)),
+                             tuple(sorted(self.granted)), self.since)
 
 
 class SocketIOGateway:
     """Wires python-socketio events to sessions, room rules and the bus."""
 
     def __init__(self, *, options: SocketIOOptions, core: SessionCore,
-                 user_requests: UserUpdateRequests, metrics: Metrics) -> None:
+                 user_requests: UserUpdateRequests, metrics: Metrics,
+                 recovery: Recovery | None = None) -> None:
         self.options = options
         self.core = core
+        self.recovery = recovery or Recovery(MemorySessions(), 0.0, _no_head)
+        self.recovery.live = self._live_records
+        self._closing = False
         self.rooms = core.rooms
         self.user_requests = user_requests
         self.metrics = metrics
@@ -83,7 +108,7 @@ class SocketIOGateway:
         engine.on_slow = self._on_slow
         self.sio = SocketIOServer(engine, client_manager=IndexedManager(),
                                   connect_timeout=options.auth_timeout)
-        self.sio.on("connect", self._on_connect)
+        self.sio.on_connect("/", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_unknown)
         self._on("authenticate", self._authenticate, needs_auth=False)
@@ -102,9 +127,11 @@ class SocketIOGateway:
 
         No Socket.IO DISCONNECT is sent: official clients do not reconnect after a server
         disconnect, while a closed transport makes them reconnect on their own."""
+        self._closing = True  # recovery records stay as last written: clients come back
         if self.connections:
             await self.sio.emit("server_shutdown", {"reconnect": True})
         await self.sio.shutdown()
+        await self.recovery.close()
 
     # --- control API (realtime/control) -------------------------------------------------
 
@@ -125,19 +152,25 @@ class SocketIOGateway:
                 if eio_sid is not None:
                     await self.sio.engine.disconnect(eio_sid)
             else:
-                await self.sio.disconnect(conn.id)
+                await self._disconnect(conn)
         return len(ending)
 
     async def move(self, user_id: str, join: Sequence[str], leave: Sequence[str]) -> int:
         """Join/leave rooms for the user's live connections; the next event follows them."""
         conns = [conn for conn in self.connections.values() if conn.user_id == user_id]
         for conn in conns:
-            joined, left = self.core.move(conn, join, leave)
-            for room in joined:
-                await self.sio.enter_room(conn.id, room)
-            for room in left:
-                await self.sio.leave_room(conn.id, room)
+            await self._grant(conn, join, leave)
         return len(conns)
+
+    async def _grant(self, conn: Connection, join: Sequence[str], leave: Sequence[str]) -> None:
+        joined, left = self.core.move(conn, join, leave)
+        conn.granted.update(joined)
+        conn.granted.difference_update(left)
+        for room in joined:
+            await self.sio.enter_room(conn.id, room)
+        for room in left:
+            await self.sio.leave_room(conn.id, room)
+        self._remember(conn)
 
     # --- fan-out -------------------------------------------------------------------
 
@@ -154,56 +187,135 @@ class SocketIOGateway:
                 elif catch_up.done:
                     del self._catching_up[sid]
         rooms = message.rooms
-        await self.sio.emit(message.event, message.data,
+        await self.sio.emit(message.event, self._payload(message),
                             to=rooms[0] if len(rooms) == 1 else list(rooms), skip_sid=skip)
+
+    def _payload(self, message: Message) -> Any:
+        """The message's encoded body; with recovery on, its position follows as the
+        event's last argument (the client's recovery offset), the same for every recipient."""
+        data = message.data
+        if self.recovery.enabled:
+            data.offset = message.position
+        return data
 
     async def _send_messages(self, sid: str, messages: list[Message]) -> None:
         for message in messages:
-            await self.sio.emit(message.event, message.data, to=sid)
+            await self.sio.emit(message.event, self._payload(message), to=sid)
 
     def _on_slow(self, eio_sid: str) -> None:
         self.metrics.slow_disconnects.labels("websocket").inc()
 
     # --- connection lifecycle --------------------------------------------------------
 
-    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool:
-        auth = auth if isinstance(auth, dict) else {}
+    async def _on_connect(self, request: ConnectRequest) -> ConnectAnswer:
+        """A CONNECT: a new session, or a recovered one (``auth.pid`` + ``auth.offset`` and a
+        valid token of the same user: same sid, its rooms, what it missed, same ``pid``)."""
+        auth = request.auth if isinstance(request.auth, dict) else {}
+        environ = request.environ
         token = find_token(auth.get("token"), bearer(environ.get("HTTP_AUTHORIZATION")),
                            *parse_qs(environ.get("QUERY_STRING", "")).get("token", []))
         position = auth.get("position") if isinstance(auth.get("position"), str) else None
         _keep_only_client_facts(environ)
-        conn = Connection(
-            sid, "socketio",
-            bucket=TokenBucket(self.options.rate_per_second,
-                               self.options.rate_burst),
-        )
         if token is None:
             # Compatibility flow: the client must emit `authenticate` within the timeout.
-            loop = asyncio.get_running_loop()
-            conn.auth_deadline = loop.call_later(
-                self.options.auth_timeout, self._spawn, self._auth_timed_out, sid)
-            self.connections[sid] = conn
-            self._count(+1)
-            return True
+            conn = self._open(await request.register(None))
+            conn.pid = self._new_pid()
+            conn.auth_deadline = asyncio.get_running_loop().call_later(
+                self.options.auth_timeout, self._spawn, self._auth_timed_out, conn.id)
+            return self._answer(conn)
         try:
             identity = await self.core.identify(token)
         except AuthError as exc:
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, {"code": exc.code}) from None
-        order_ids = await self._connect_orders(sid, identity, auth.get("orders"))
-        self.connections[sid] = conn
-        self._count(+1)
-        if position:  # hold live messages from the moment the socket joins rooms
+        order_ids = await self._connect_orders(identity, auth.get("orders"))
+        record = None
+        if self.recovery.enabled and "pid" in auth:
+            record = await self.recovery.find(auth["pid"], identity)
+        restored_orders: list[str] | None = None
+        replay = Replay([], True)
+        if record is not None:
+            # Read what it missed before taking the sid: a gap makes it a new session.
+            restored = await self.core.allowed_orders(identity, record.orders, order_ids)
+            start = await self.recovery.replay_from(auth.get("offset"), record)
+            if start is not None:
+                rooms = {*identity.rooms, *record.granted,
+                         *(f"order:{order}" for order in order_ids + restored)}
+                replay = await self.core.replay(Session(record.sid, "socketio", rooms=rooms),
+                                                start)
+            if replay.recovered:
+                order_ids += restored
+                await self._evict(record.sid)
+            else:
+                record = None
+        elif position:
+            restored_orders = await self._recent_orders(identity, order_ids)
+            order_ids += restored_orders or []
+        since = await self.recovery.start_position() if self.recovery.enabled else None
+        sid = await request.register(record.sid if record and record.sid not in
+                                     self.connections else None)
+        conn = self._open(sid)
+        if record is not None or position:  # hold live messages from the moment it joins rooms
             self._catching_up[sid] = (conn, CatchUp())
         await self._adopt(conn, identity)
         for room in self.core.join_orders(conn, order_ids):
             await self.sio.enter_room(sid, room)
+        if record is not None:
+            await self._grant(conn, record.granted, ())
+            # What was published between that read and joining the rooms.
+            last = replay.messages[-1].position if replay.messages else start
+            more = await self.core.replay(conn, last) if last is not None else Replay([], True)
+            if more.recovered:
+                conn.pid, conn.since = auth["pid"], record.since
+                self._remember(conn)
+                replay = Replay(replay.messages + more.messages, True)
+                return self._answer(conn, lambda: self._release(conn, replay))
+        conn.pid, conn.since = self._new_pid(), since
+        self._remember(conn)
         if position:
-            self._spawn(self._replay_on_connect, conn, position)
-        return True
+            return self._answer(conn, lambda: self._replay_on_connect(conn, position,
+                                                                      restored_orders))
+        if record is not None:  # history trimmed meanwhile: not recovered, live at once
+            return self._answer(conn, lambda: self._release(conn, Replay([], False)))
+        return self._answer(conn)
 
-    async def _connect_orders(self, sid: str, identity: Identity,
-                              requested: Any) -> list[str]:
+    def _open(self, sid: str) -> Connection:
+        conn = Connection(sid, "socketio", bucket=TokenBucket(self.options.rate_per_second,
+                                                              self.options.rate_burst))
+        self.connections[sid] = conn
+        self._count(+1)
+        return conn
+
+    def _new_pid(self) -> str | None:
+        return self.recovery.new_pid() if self.recovery.enabled else None
+
+    @staticmethod
+    def _answer(conn: Connection,
+                then: Callable[[], Awaitable[None]] | None = None) -> ConnectAnswer:
+        return ConnectAnswer({"pid": conn.pid} if conn.pid else {}, then)
+
+    async def _evict(self, sid: str) -> None:
+        """A recovered session's sid still held here (its old transport not yet known dead):
+        close that old transport first, so the sid can move to the new one."""
+        old = self.connections.get(sid)
+        if old is not None:
+            old.pid = None  # its end must not touch the record the new session takes over
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is not None:
+            await self.sio.engine.disconnect(eio_sid)
+            await asyncio.sleep(0)  # let the disconnect handlers run
+
+    async def _recent_orders(self, identity: Identity, requested: list[str]) -> list[str] | None:
+        """For a resume by ``auth.position`` (no recovery support in the client): the order
+        rooms of the user's recent sessions that are still allowed (``None``: unknown)."""
+        if not self.recovery.enabled:
+            return None
+        recent = await self.recovery.recent_orders(identity.user_id)
+        if recent is None:
+            return None
+        return await self.core.allowed_orders(identity, recent, requested)
+
+    async def _connect_orders(self, identity: Identity, requested: Any) -> list[str]:
         """Order rooms requested in ``auth.orders``, authorised before the socket joins them,
         so a reconnecting client's replay covers its order rooms too (gap-free)."""
         if requested is None:
@@ -224,8 +336,29 @@ class SocketIOGateway:
             return
         if conn.auth_deadline is not None:
             conn.auth_deadline.cancel()
+        if conn.pid is not None and not self._closing:
+            record = conn.record()
+            if conn.ended or reason == self.sio.reason.CLIENT_DISCONNECT or record is None:
+                self.recovery.forget(conn.pid)
+            else:
+                self.recovery.lost(conn.pid, record)
         self.rooms.release(conn)
         self._count(-1)
+
+    def _remember(self, conn: Connection) -> None:
+        """Write the session's record now (it changed): it must outlive this instance."""
+        record = conn.record()
+        if record is not None and conn.pid is not None:
+            self.recovery.remember(conn.pid, record)
+
+    def _live_records(self) -> list[tuple[str, SessionRecord]]:
+        return [(conn.pid, record) for conn in self.connections.values()
+                if conn.pid is not None and (record := conn.record()) is not None]
+
+    async def _disconnect(self, conn: Connection) -> None:
+        """End a session on purpose (a Socket.IO DISCONNECT): it is not recoverable."""
+        conn.ended = True
+        await self.sio.disconnect(conn.id)
 
     def _count(self, delta: int) -> None:
         self.metrics.connections.labels("socketio").inc(delta)
@@ -247,7 +380,7 @@ class SocketIOGateway:
             return
         await self.sio.emit("token_expired", {"message": "token expired; reconnect with a new one"},
                             to=sid)
-        await self.sio.disconnect(sid)
+        await self._disconnect(self.connections[sid])
 
     async def _auth_timed_out(self, sid: str) -> None:
         conn = self.connections.get(sid)
@@ -256,21 +389,31 @@ class SocketIOGateway:
         self.metrics.auth_failures.labels("timeout").inc()
         await self.sio.emit("auth_error", {"message": "authentication timed out",
                                            "code": "invalid_token"}, to=sid)
-        await self.sio.disconnect(sid)
+        await self._disconnect(conn)
 
-    async def _replay_on_connect(self, conn: Connection, position: str) -> None:
-        """Replay missed events before any live one, then release the held-back live ones."""
+    async def _replay_on_connect(self, conn: Connection, position: str,
+                                 restored_orders: list[str] | None) -> None:
+        """Resume by ``auth.position``: replay, release held live messages, then say
+        ``recovered`` and which order rooms the resume covered (``ordersRestored`` false:
+        the previous session's order rooms were not known; list them in ``auth.orders``)."""
+        replay = await self.core.replay(conn, position)
+        await self._release(conn, replay)
+        if conn.id in self.connections:
+            await self.sio.emit("recovered", {
+                "recovered": replay.recovered, "orders": sorted(conn.orders),
+                "ordersRestored": restored_orders is not None}, to=conn.id)
+
+    async def _release(self, conn: Connection, replay: Replay) -> None:
+        """Send the replay, then the live messages held meanwhile that it did not cover; from
+        here live messages go straight to the socket (nothing in between may suspend)."""
         entry = self._catching_up.get(conn.id)
-        if entry is None:  # disconnected meanwhile
+        if entry is None or entry[0] is not conn:  # disconnected meanwhile
             return
         catch_up = entry[1]
-        replay = await self.core.replay(conn, position, catch_up)
-        if self._catching_up.get(conn.id) is not entry:  # disconnected meanwhile
-            return
+        held = catch_up.finish(replay.messages)
         if catch_up.done:
             del self._catching_up[conn.id]
-        await self._send_messages(conn.id, replay.messages)
-        await self.sio.emit("recovered", {"recovered": replay.recovered}, to=conn.id)
+        await self._send_messages(conn.id, replay.messages + held)
 
     def _spawn(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
         task = asyncio.ensure_future(func(*args))
@@ -324,7 +467,7 @@ class SocketIOGateway:
     async def _kick(self, sid: str, code: str, message: str) -> None:
         if sid in self.connections:
             await self.sio.emit("error", {"code": code, "message": message}, to=sid)
-            await self.sio.disconnect(sid)
+            await self._disconnect(self.connections[sid])
 
     async def _on_unknown(self, event: str, sid: str, *args: Any) -> Reply:
         conn = self.connections.get(sid)
@@ -356,6 +499,7 @@ class SocketIOGateway:
             conn.auth_deadline.cancel()
             conn.auth_deadline = None
         await self._adopt(conn, identity)
+        self._remember(conn)
         await self.sio.emit("authenticated", {"userId": identity.user_id}, to=conn.id)
         return {"ok": True, "userId": identity.user_id}
 
@@ -367,7 +511,9 @@ class SocketIOGateway:
     async def _auth_failed(self, sid: str, message: str, code: str) -> None:
         await self.sio.emit("auth_error", {"message": message, "code": code}, to=sid)
         await asyncio.sleep(0.05)  # let the ack (if any) go out first
-        await self.sio.disconnect(sid)
+        conn = self.connections.get(sid)
+        if conn is not None:
+            await self._disconnect(conn)
 
     async def _refresh_token(self, conn: Connection, payload: Any) -> Reply:
         try:
@@ -375,6 +521,7 @@ class SocketIOGateway:
         except AuthError as exc:
             raise ClientError(exc.code, exc.message) from None
         await self._move(conn, refreshed.joined, refreshed.left)
+        self._remember(conn)
         return {"ok": True, "expiresAt": iso(refreshed.identity.expires_at),
                 "leftOrders": refreshed.left_orders}
 
@@ -382,6 +529,7 @@ class SocketIOGateway:
         order_id = parse_order_id(payload)
         room, snapshot = await self.core.subscribe(conn, order_id)
         await self.sio.enter_room(conn.id, room)
+        self._remember(conn)
         await self.sio.emit("order_status", snapshot, to=conn.id)
         return {"ok": True, "orderId": order_id, "status": snapshot["status"]}
 
@@ -390,6 +538,7 @@ class SocketIOGateway:
         room = self.core.unsubscribe(conn, order_id)
         if room is not None:
             await self.sio.leave_room(conn.id, room)
+            self._remember(conn)
         return {"ok": True, "orderId": order_id}
 
     async def _user_update(self, conn: Connection, payload: Any) -> Reply:
@@ -416,6 +565,10 @@ class SocketIOGateway:
 
 
 _background: set[asyncio.Future[Any]] = set()
+
+
+async def _no_head() -> None:
+    return None
 
 
 #: What python-socketio keeps of a connection's request (its ``environ``) after connect:

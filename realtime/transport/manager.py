@@ -19,6 +19,7 @@ from operator import itemgetter
 from typing import Any
 
 import socketio
+from bidict import ValueDuplicationError
 from socketio import packet
 
 from realtime.transport.payload import EncodedPayload, event_packet
@@ -91,9 +92,17 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
         return [eio_sid for sid, eio_sid in members.items() if sid not in skip]
 
-    def pre_connect(self, eio_sid: str, namespace: str) -> str | None:
-        self.pending_connect.setdefault(namespace, _SidSet())
-        sid: str | None = super().pre_connect(eio_sid, namespace)
+    async def pre_connect(self, eio_sid: str, namespace: str,
+                          sid: str | None = None) -> str | None:
+        """Register a CONNECT as ``sid`` (a recovered session's) or a new sid; ``None`` if
+        the Engine.IO session is already in the namespace."""
+        sid = sid or self.server.eio.generate_id()
+        try:
+            self.basic_enter_room(sid, namespace, None, eio_sid=eio_sid)
+        except ValueDuplicationError:
+            return None
+        self.basic_enter_room(sid, namespace, sid, eio_sid=eio_sid)
+        self.pending_connect.setdefault(namespace, _SidSet()).append(sid)
         return sid
 
     def pre_disconnect(self, sid: str, namespace: str) -> Any:

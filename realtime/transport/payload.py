@@ -41,18 +41,23 @@ class EncodedPayload(dict[str, Any]):
     Only the bus makes these, from the body it encoded with :func:`encode_json`; treat
     the dict as read-only (the bytes would no longer match it)."""
 
-    __slots__ = ("json",)
+    __slots__ = ("json", "offset")
 
     def __init__(self, data: dict[str, Any], encoded: bytes) -> None:
         super().__init__(data)
         self.json = encoded
+        #: Sent after the payload as the event's last argument when set: the connection-
+        #: state-recovery offset (the delivery's position), the same for every recipient.
+        self.offset: str | None = None
 
 
 _names: dict[tuple[str, str], bytes] = {}
 
 
 def event_packet(event: str, payload: EncodedPayload, namespace: str) -> bytes:
-    """The Socket.IO EVENT packet (without the Engine.IO ``4``) for ``payload``.
+    """The Socket.IO EVENT packet (without the Engine.IO ``4``) for ``payload`` (and its
+    offset): what python-socketio encodes for ``emit(event, payload)`` (or ``emit(event,
+    (payload, offset))``).
 
     Event names and namespaces repeat, so their encoded prefix is kept (bounded)."""
     prefix = _names.get((namespace, event))
@@ -61,4 +66,6 @@ def event_packet(event: str, payload: EncodedPayload, namespace: str) -> bytes:
             _names.clear()
         space = b"" if namespace == "/" else namespace.encode() + b","
         prefix = _names[(namespace, event)] = b"2" + space + b"[" + encode_json(event) + b","
-    return prefix + payload.json + b"]"
+    if payload.offset is None:
+        return prefix + payload.json + b"]"
+    return prefix + payload.json + b"," + encode_json(payload.offset) + b"]"

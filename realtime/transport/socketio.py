@@ -9,7 +9,9 @@ for a namespace not joined is a protocol error, an unknown namespace gets CONNEC
 (``connect``, ``disconnect``, ``*`` …) are never dispatched to them: they go to the
 catch-all handler like any unknown event. A server-side disconnect of the last
 namespace ends the Engine.IO session and its connection; so does a session that has not
-connected to a namespace within ``connect_timeout``.
+connected to a namespace within ``connect_timeout``. A namespace may take over its
+CONNECTs (:meth:`SocketIOServer.on_connect`): connection-state recovery chooses the sid
+and adds ``pid`` to the answer.
 
 Every private name of python-socketio this relies on is listed in :data:`PRIVATE_NAMES`
 and checked by ``tests/test_seams.py`` against the installed version.
@@ -21,6 +23,7 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
@@ -54,6 +57,30 @@ RESERVED_EVENTS = frozenset({"connect", "disconnect", "disconnecting", "connect_
 MAX_REFUSED_CONNECTS = 3
 MAX_CONNECTS = 10
 
+@dataclass(slots=True)
+class ConnectRequest:
+    """A CONNECT for a namespace with its own handler (:meth:`SocketIOServer.on_connect`)."""
+
+    eio_sid: str
+    namespace: str
+    environ: dict[str, Any]
+    auth: Any
+    #: Enter the namespace as the given sid (a recovered session's) or a new one; returns
+    #: the sid. Call it once, after every check that may refuse the CONNECT.
+    register: Callable[[str | None], Awaitable[str]]
+
+
+@dataclass(slots=True)
+class ConnectAnswer:
+    """Fields added to the CONNECT answer next to ``sid`` (e.g. ``pid``), and what to run
+    once the answer is on its way (so nothing reaches the client before it)."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    then: Callable[[], Awaitable[None]] | None = None
+
+
+ConnectHandler = Callable[[ConnectRequest], Awaitable[ConnectAnswer]]
+
 _ACK_WANTED: contextvars.ContextVar[bool] = contextvars.ContextVar("ack_wanted", default=False)
 
 
@@ -71,6 +98,7 @@ class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
         self._connects: dict[str, tuple[int, int]] = {}  # attempts, refused
         self._deadlines: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._connect_handlers: dict[str, ConnectHandler] = {}
         socket_logger = logging.getLogger("realtime.socketio")
         if socket_logger.level == logging.NOTSET:
             socket_logger.setLevel(logging.WARNING)  # its INFO lines are per room join
@@ -121,6 +149,44 @@ class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
         await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)
         if eio_sid is not None and not self._namespaces_of(eio_sid):
             await self.engine.disconnect(eio_sid)
+
+    # --- CONNECT ---------------------------------------------------------------------------
+
+    def on_connect(self, namespace: str, handler: ConnectHandler) -> None:
+        """Handle CONNECTs to ``namespace`` with ``handler`` instead of a ``connect`` event
+        handler: it may choose the sid (connection-state recovery restores one) and add
+        fields to the answer. It refuses with ``socketio.exceptions.ConnectionRefusedError``."""
+        self._connect_handlers[namespace] = handler
+
+    async def _handle_connect(self, eio_sid: str, namespace: str, data: Any) -> None:
+        handler = self._connect_handlers.get(namespace)
+        if handler is None:  # the Admin UI's namespace: python-socketio's own flow
+            await super()._handle_connect(eio_sid, namespace, data)
+            return
+        registered: list[str] = []
+
+        async def register(sid: str | None = None) -> str:
+            new = await self.manager.pre_connect(eio_sid, namespace, sid)
+            if new is None:
+                raise packets.PacketError(f"already connected to namespace {namespace[:20]!r}")
+            registered.append(new)
+            return str(new)
+
+        try:
+            answer = await handler(ConnectRequest(eio_sid, namespace, self.environ[eio_sid],
+                                                  data, register))
+            sid = registered[0] if registered else await register(None)
+        except socketio.exceptions.ConnectionRefusedError as exc:
+            await self._send_packet(eio_sid, self.packet_class(
+                sio_packet.CONNECT_ERROR, data=exc.error_args, namespace=namespace))
+            for sid in registered:
+                await self.manager.disconnect(sid, namespace, ignore_queue=True)
+            return
+        await self._send_packet(eio_sid, self.packet_class(
+            sio_packet.CONNECT, {"sid": sid, **answer.fields}, namespace=namespace))
+        await self.manager.connect(sid, namespace)
+        if answer.then is not None:
+            self._spawn(answer.then())
 
     # --- client packets ------------------------------------------------------------------
 
@@ -179,7 +245,8 @@ class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _connect(self, eio_sid: str, namespace: str, auth: Any) -> None:
         if self.manager.sid_from_eio_sid(eio_sid, namespace) is not None:
             raise packets.PacketError(f"already connected to namespace {namespace[:20]!r}")
-        if namespace not in self.handlers and namespace not in self.namespace_handlers:
+        if namespace not in self.handlers and namespace not in self.namespace_handlers \
+                and namespace not in self._connect_handlers:
             await self._send_packet(eio_sid, self.packet_class(
                 sio_packet.CONNECT_ERROR, data={"message": "Invalid namespace"},
                 namespace=namespace))

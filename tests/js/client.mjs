@@ -1,22 +1,31 @@
 // Official socket.io-client driven by tests: `node client.mjs URL CONFIG_JSON`.
 // Prints one JSON line per thing that happens (open, upgrade, connect, connect_error, event,
 // ack, disconnect).
-// CONFIG: {auth, emit: [{event, args, ack}], exitAfterEvents, timeoutMs, transports,
+// CONFIG: {auth, emit: [{event, args, ack}] (on the first connect), exitAfterEvents, timeoutMs, transports,
 //          withCredentials (Node keeps cookies, e.g. a load balancer's sticky-session cookie),
-//          reconnection (default false; true lets the client reconnect by itself)}
+//          reconnection (default false; true lets the client reconnect by itself),
+//          reconnectionDelay (ms, default 100; fixed: no randomization)}
+// Commands, one JSON line each on stdin: {cmd: "drop"} closes the transport as a network
+// loss would (the client reconnects by itself, with connection-state recovery), {cmd:
+// "emit", event, args} emits, {cmd: "auth", auth} replaces what the next CONNECT sends
+// (the client adds pid and offset itself), {cmd: "exit"} ends.
 import { io } from "socket.io-client";
+import { createInterface } from "node:readline";
 
 const url = process.argv[2];
 const config = JSON.parse(process.argv[3] || "{}");
 const print = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 let received = 0;
+let connects = 0;
 
 const socket = io(url, {
   auth: config.auth || {},
   transports: config.transports || ["websocket"],
   withCredentials: config.withCredentials || false,
   reconnection: config.reconnection ?? false,
-  reconnectionDelay: 100,
+  reconnectionDelay: config.reconnectionDelay ?? 100,
+  reconnectionDelayMax: config.reconnectionDelay ?? 100,
+  randomizationFactor: 0,
 });
 socket.io.on("reconnect_attempt", (attempt) => print({ type: "reconnect_attempt", attempt }));
 
@@ -30,8 +39,9 @@ const done = (code) => { clearTimeout(timer); socket.close(); setTimeout(() => p
 
 socket.on("connect", async () => {
   const engine = socket.io.engine;
-  print({ type: "connect", id: socket.id, engineId: engine.id, transport: engine.transport.name });
-  for (const item of config.emit || []) {
+  print({ type: "connect", id: socket.id, engineId: engine.id, transport: engine.transport.name,
+          recovered: socket.recovered });
+  for (const item of connects++ === 0 ? config.emit || [] : []) {  // first connect only
     if (item.ack) {
       try {
         const response = await socket.timeout(5000).emitWithAck(item.event, ...(item.args || []));
@@ -54,4 +64,11 @@ socket.onAny((event, ...args) => {
   print({ type: "event", event, args });
   received += 1;
   if (config.exitAfterEvents && received >= config.exitAfterEvents) done(0);
+});
+createInterface({ input: process.stdin }).on("line", (line) => {
+  const command = JSON.parse(line);
+  if (command.cmd === "drop") socket.io.engine.close();
+  else if (command.cmd === "auth") socket.auth = command.auth;
+  else if (command.cmd === "emit") socket.emit(command.event, ...(command.args || []));
+  else if (command.cmd === "exit") done(0);
 });

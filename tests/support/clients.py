@@ -11,16 +11,25 @@ import socketio
 
 
 class Recorder:
-    """An ``AsyncClient`` that records every event (name, payload) in arrival order."""
+    """An ``AsyncClient`` that records every event (name, payload) in arrival order.
+
+    With connection-state recovery on (the default), a delivered event carries its
+    position as a last, string argument (the recovery offset): it is kept in ``offsets``
+    and the payload alone in ``events``."""
 
     def __init__(self) -> None:
         self.client = socketio.AsyncClient(reconnection=False)
         self.events: list[tuple[str, Any]] = []
+        self.offsets: list[str] = []
         self._changed = asyncio.Event()
         self.disconnected = asyncio.Event()
 
         @self.client.on("*")
         async def _any(event: str, *args: Any) -> None:
+            if len(args) == 2 and isinstance(args[1], str) and isinstance(args[0], dict) \
+                    and args[0].get("position") == args[1]:
+                self.offsets.append(args[1])
+                args = args[:1]
             self.events.append((event, args[0] if len(args) == 1 else list(args)))
             self._changed.set()
 

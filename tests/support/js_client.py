@@ -29,8 +29,15 @@ class JsClient:
         _ensure_node_modules()
         self.proc = await asyncio.create_subprocess_exec(
             "node", str(JS_DIR / "client.mjs"), self.url, json.dumps(self.config),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
         return self
+
+    async def send(self, command: dict[str, Any]) -> None:
+        """A command for the client (``drop``, ``emit``, ``exit``: see ``client.mjs``)."""
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command).encode() + b"\n")
+        await self.proc.stdin.drain()
 
     async def until(self, *kinds: str, limit: float = 10.0) -> dict[str, Any]:
         """The next line of one of ``kinds`` (the lines before it are kept in ``lines``)."""

@@ -6,8 +6,9 @@ import re
 
 import orjson
 
-#: The answer to a CONNECT to ``/``: ``40{"sid":"..."}``.
-CONNECTED = re.compile(r'40\{"sid":"([\w-]+)"\}')
+#: The answer to a CONNECT to ``/``: ``40{"sid":"...","pid":"..."}`` (``pid``: the private
+#: session id of connection-state recovery, absent when it is off).
+CONNECTED = re.compile(r'40\{"sid":"([\w-]+)"(?:,"pid":"([\w-]+)")?\}')
 
 
 def connect_packet(token: str | None = None) -> str:
