@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 import socketio
 
@@ -18,18 +17,8 @@ from support.js_client import JsClient
 from support.kafka import KafkaBroker
 from support.kafka_helpers import KafkaNames, dlq_headers, produce, read_all, wait_ready
 from support.redis_server import RedisServer
-from support.server import ServerProcess, publish_to, run_server, service_token, token
+from support.server import ServerProcess, call, publish_to, run_server, token
 from support.sse import sse
-
-
-async def call(url: str, method: str, path: str, body: Any = None, *,
-               bearer: str | None = None, raw: bytes | None = None) -> tuple[int, Any]:
-    """One control request; returns (status, decoded JSON)."""
-    headers = {"Authorization": f"Bearer {bearer or service_token()}"}
-    data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
-    async with aiohttp.ClientSession() as session, session.request(
-            method, f"{url}{path}", data=data, headers=headers) as response:
-        return response.status, await response.json()
 
 
 def push(event_id: str, event: str, *rooms: str) -> dict[str, Any]:

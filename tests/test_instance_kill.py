@@ -126,7 +126,7 @@ async def test_kill_one_of_two_instances_loses_nothing(
         assert (missing, duplicates, out_of_order) == (0, 0, 0)
         recovered = [r.named("recovered") for i in range(0, CLIENTS, 2)
                      for r in recorders[i][1:]]
-        assert all(x == [{"recovered": True}] for x in recovered)
+        assert all([answer["recovered"] for answer in x] == [True] for x in recovered)
     finally:
         for recs in recorders.values():
             for recorder in recs:

@@ -22,7 +22,7 @@ from support.clients import Recorder, quiet
 from support.forwarder import forwarding
 from support.js_client import JsClient
 from support.redis_server import RedisServer
-from support.server import ServerProcess, publish_to, run_server, token
+from support.server import ServerProcess, call, publish_to, run_server, token
 
 ROOMS = ["user:ana", "role:ops", "order:o-9"]
 MISSED = 50
@@ -206,3 +206,37 @@ async def test_position_resume_restores_order_rooms() -> None:
             assert [t["eventId"] for t in again.named("tick")] == [f"missed{n}" for n in range(6)]
         finally:
             await again.client.disconnect()
+
+
+async def test_granted_rooms_come_back_and_a_purposeful_end_is_not_recoverable() -> None:
+    """Rooms a backend joined the session to are part of it; a session the server ended
+    with a Socket.IO disconnect (``reconnect: false``) is gone for good."""
+    async with run_server() as srv:
+        client = await official(srv.url)
+        try:
+            first = client.of("connect")[0]
+            status, _ = await call(srv.url, "POST", "/api/v1/users/ana/rooms",
+                                   {"join": ["team:blue"]})
+            assert status == 200
+            await client.send({"cmd": "drop"})
+            await client.until("disconnect")
+            again = await client.until("connect", limit=30)
+            assert again["recovered"] is True and again["id"] == first["id"]
+            await publish(srv.url, [{"id": "team-1", "type": "PUSH", "event": "tick",
+                                     "rooms": ["team:blue"], "data": {"n": 0}}])
+            await receive(client, 1)
+            assert tick_ids(client) == ["team-1"]
+        finally:
+            await client.kill()
+        # A connection ended on purpose: its record is forgotten at once.
+        recorder = Recorder()
+        await recorder.client.connect(srv.url, auth={"token": ana()}, transports=["websocket"])
+        pid = srv.server.socketio.connections[recorder.client.get_sid("/")].pid
+        await srv.server.socketio.recovery.flush()
+        assert pid is not None and await srv.server.backends.sessions.get(pid) is not None
+        status, _ = await call(srv.url, "POST", "/api/v1/users/ana/disconnect",
+                               {"reason": "banned", "reconnect": False})
+        assert status == 200
+        await recorder.wait_disconnected()
+        await srv.server.socketio.recovery.flush()
+        assert await srv.server.backends.sessions.get(pid) is None

@@ -46,6 +46,7 @@ class Recovery:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._writing = asyncio.Lock()  # one flush at a time: a pid's writes stay in order
 
     @property
     def enabled(self) -> bool:
@@ -139,6 +140,10 @@ class Recovery:
 
     async def flush(self) -> None:
         """Write every pending operation (one round trip per kind)."""
+        async with self._writing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         self._wake.clear()
         if not self._pending:
             return

@@ -130,6 +130,11 @@ class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
             self.engine.reject(socket, "no Socket.IO CONNECT in time", CloseCode.POLICY_VIOLATION)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: str) -> None:
+        """The Engine.IO session ended. A client's Engine.IO close is a closed transport to
+        Socket.IO, as in Node's server: only a Socket.IO DISCONNECT is the client leaving
+        (connection-state recovery keeps sessions whose transport was closed)."""
+        if reason == self.reason.CLIENT_DISCONNECT:
+            reason = self.reason.TRANSPORT_CLOSE
         self._binary.pop(eio_sid, None)
         self._connects.pop(eio_sid, None)
         deadline = self._deadlines.pop(eio_sid, None)

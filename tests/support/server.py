@@ -62,6 +62,16 @@ async def publish_to(url: str, events: Any, *, headers: dict[str, str] | None = 
         return response.status, await response.json(content_type=None)
 
 
+async def call(url: str, method: str, path: str, body: Any = None, *,
+               bearer: str | None = None, raw: bytes | None = None) -> tuple[int, Any]:
+    """One request with a service token (control API); returns (status, decoded JSON)."""
+    headers = {"Authorization": f"Bearer {bearer or service_token()}"}
+    data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
+    async with aiohttp.ClientSession() as session, session.request(
+            method, f"{url}{path}", data=data, headers=headers) as response:
+        return response.status, await response.json()
+
+
 async def presence(url: str, room: str, bearer: str | None = None) -> tuple[int, Any]:
     """GET /api/v1/rooms/{room}/presence; returns (status, decoded body)."""
     async with aiohttp.ClientSession() as session, session.get(
