@@ -240,3 +240,26 @@ async def test_granted_rooms_come_back_and_a_purposeful_end_is_not_recoverable()
         await recorder.wait_disconnected()
         await srv.server.socketio.recovery.flush()
         assert await srv.server.backends.sessions.get(pid) is None
+
+
+@pytest.mark.parametrize("auth", [
+    {"pid": 12345, "offset": "x"},
+    {"pid": {"$ne": ""}, "offset": ["a"]},
+    {"pid": "p" * 100_000},
+    {"pid": "", "offset": None},
+    {"pid": "not-a-session", "offset": "deadbeef-999999999999"},
+])
+async def test_hostile_recovery_fields_get_a_new_session(
+        auth: dict[str, Any], server_log: pytest.LogCaptureFixture) -> None:
+    async with run_server() as srv:
+        client = Recorder()
+        await client.client.connect(srv.url, auth={"token": ana(), **auth},
+                                    transports=["websocket"])
+        try:
+            conn = srv.server.socketio.connections[client.client.get_sid("/")]
+            assert conn.pid is not None and conn.pid != auth.get("pid")
+            await publish(srv.url, [{**ticks("after", 1)[0], "id": "after"}])
+            assert [t["eventId"] for t in await client.wait_for("tick")] == ["after"]
+        finally:
+            await client.client.disconnect()
+    assert "Traceback" not in server_log.text

@@ -187,8 +187,11 @@ class SocketIOGateway:
                 elif catch_up.done:
                     del self._catching_up[sid]
         rooms = message.rooms
-        await self.sio.emit(message.event, self._payload(message),
-                            to=rooms[0] if len(rooms) == 1 else list(rooms), skip_sid=skip)
+        # Straight to the manager (the Admin UI, when on, still sees it): python-socketio's
+        # ``emit`` only adds argument shuffling and a log call per event.
+        await self.sio.manager.emit(message.event, self._payload(message), "/",
+                                    room=rooms[0] if len(rooms) == 1 else list(rooms),
+                                    skip_sid=skip)
 
     def _payload(self, message: Message) -> Any:
         """The message's encoded body; with recovery on, its position follows as the

@@ -152,7 +152,9 @@ class RedisSessions(SessionStore):
             user = self._user_key(record.user_id)
             pipe.zadd(user, {pid: now + ttl})
             pipe.zremrangebyscore(user, "-inf", now)
-            pipe.pexpire(user, millis)
+            # The index lives as long as its longest record (Redis 7: NX, then GT).
+            pipe.pexpire(user, millis, nx=True)
+            pipe.pexpire(user, millis, gt=True)
         await self._run(pipe)
 
     async def delete(self, pids: Sequence[str]) -> None:
