@@ -13,6 +13,7 @@ recoverable for at most that long, one lost on a running instance for exactly
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
@@ -30,6 +31,7 @@ Head = Callable[[], Awaitable[tuple[str, int] | None]]
 #: What to do with a pid's record: keep it while live, start its window, or drop it.
 Operation = tuple[Literal["live", "lost", "forget"], SessionRecord | None]
 MAX_PID_LENGTH = 64
+CLOSE_TIMEOUT = 2.0
 
 
 class Recovery:
@@ -121,9 +123,14 @@ class Recovery:
             self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
-        self._pending.clear()  # shutting down: the live records stay as last written
+        """Write what is pending (sessions that began just before a shutdown), then stop;
+        the live records stay as last written, so clients recover on the next instance."""
         await cancel_task(self._task)
         self._task = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.flush()
+        self._pending.clear()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

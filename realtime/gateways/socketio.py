@@ -76,7 +76,7 @@ class Connection(Session):
     #: The bus position when the session began (see :class:`SessionRecord`).
     since: str | None = None
     #: Rooms a backend made it join (control API), restored with it.
-    granted: set[str] = field(default_factory=set)
+    granted: frozenset[str] = frozenset()  # shared while empty: idle connections stay small
     #: Ended by a Socket.IO DISCONNECT (either side): not recoverable.
     ended: bool = False
 
@@ -164,8 +164,8 @@ class SocketIOGateway:
 
     async def _grant(self, conn: Connection, join: Sequence[str], leave: Sequence[str]) -> None:
         joined, left = self.core.move(conn, join, leave)
-        conn.granted.update(joined)
-        conn.granted.difference_update(left)
+        if joined or left:
+            conn.granted = (conn.granted | set(joined)) - set(left)
         for room in joined:
             await self.sio.enter_room(conn.id, room)
         for room in left:
