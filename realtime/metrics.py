@@ -119,11 +119,18 @@ class GcPauses:
     """
 
     def __init__(self) -> None:
+        self.longest: list[float] = []
+        self.total: list[float] = []
+        self.buckets: list[list[int]] = []
+        self.reset()
+        self._started = 0.0
+        self._installed = False
+
+    def reset(self) -> None:
+        """Forget the pauses so far (the deliberate start-up collection: nobody waited)."""
         self.longest = [0.0, 0.0, 0.0]
         self.total = [0.0, 0.0, 0.0]
         self.buckets = [[0] * (len(GC_BUCKETS) + 1) for _ in range(3)]
-        self._started = 0.0
-        self._installed = False
 
     def install(self) -> GcPauses:
         if not self._installed:
