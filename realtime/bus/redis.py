@@ -1,11 +1,13 @@
 """``redis://`` (``rediss://``, ``redis+sentinel://``): the bus shared by all instances.
 
-One Lua script publishes a whole batch (an HTTP request's events) atomically: de-duplicate,
-take positions from one counter (one ``INCRBY``), append to each room's stream (bounded
-by ``XADD MAXLEN ~``: no trimming loops), PUBLISH the batch as one channel message, and
-only then claim the event ids (so a failed publish never turns its retry into a
-"duplicate"). A failure raises :class:`BusError`, so the caller (Kafka consumer) holds its
-offset.
+One Lua script publishes a whole batch (an HTTP request's events, a Kafka fetch) at once:
+claim the event ids (``SET NX``: de-duplication in one command), take positions from one
+counter (one ``INCRBY``), append to each room's stream (bounded by ``XADD MAXLEN ~``: no
+trimming loops), refresh each room's expiry and last position once per batch, and PUBLISH
+the batch as one channel message. A failing write gives the claimed ids back before the
+error is raised (so a failed publish never turns its retry into a "duplicate"); the caller
+gets :class:`BusError` and (Kafka consumer) holds its offset. Headers and bodies are encoded
+here, in Python, around the position the script fills in: the script does no JSON.
 
 A channel message is one or more ``header_json \\n body`` pairs joined by ``\\n`` (bodies are
 compact JSON with ASCII escapes: never a raw newline), so an instance with no local
@@ -52,62 +54,65 @@ if not epoch then
   redis.call('SET', KEYS[2], ARGV[2])
   epoch = ARGV[2]
 end
-local dedup_ttl, maxlen, ttl = ARGV[1], ARGV[3], tonumber(ARGV[4])
-local now, channel, prefix, count = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
-local ttl_ms, last_ttl = ttl * 1000, ttl * 2 + 86400
--- Pass 1: where each event's deliveries start, and which ids are taken already.
-local events, fresh, total, i = {}, {}, 0, 9
+local dedup_ttl, maxlen, ttl_ms, last_ttl = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
+local now, channel, prefix, count = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
+-- Pass 1: claim each event id (SET NX: one command), note where its deliveries start.
+local events, claimed, total, i = {}, {}, 0, 10
 for e = 1, count do
   local event_id, ndeliveries = ARGV[i], tonumber(ARGV[i + 1])
   local start = i + 2
   i = start
-  for _ = 1, ndeliveries do i = i + 4 + tonumber(ARGV[i + 3]) end
-  local taken = fresh[event_id] or redis.call('EXISTS', prefix .. 'dedup:' .. event_id) == 1
-  events[e] = {event_id, ndeliveries, start, taken}
+  for _ = 1, ndeliveries do i = i + 5 + tonumber(ARGV[i + 4]) end
+  local key = prefix .. 'dedup:' .. event_id
+  local taken = not redis.call('SET', key, '1', 'NX', 'EX', dedup_ttl)
+  events[e] = {ndeliveries, start, taken}
   if not taken then
-    fresh[event_id] = true
+    claimed[#claimed + 1] = key
     total = total + ndeliveries
   end
 end
-local seq = 0
-if total > 0 then seq = redis.call('INCRBY', KEYS[1], total) - total end
--- Pass 2: positions, history, one channel message.
-local results, frames = {}, {}
-for e = 1, count do
-  local event_id, ndeliveries, j, taken = unpack(events[e])
-  if taken then
-    results[e] = false
-  else
-    local positions = {}
-    for d = 1, ndeliveries do
-      local event, head, tail, nrooms = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
-      local rooms = {}
-      for r = 1, nrooms do rooms[r] = ARGV[j + 3 + r] end
-      j = j + 4 + nrooms
-      seq = seq + 1
-      local position = epoch .. '-' .. seq
-      local body = head .. position .. tail
-      local header = cjson.encode({event, rooms, event_id, position})
-      for _, room in ipairs(rooms) do
-        local stream = prefix .. 'h:' .. room
-        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, seq .. '-0', 'b', body, 't', now,
-                   'h', header)
-        redis.call('PEXPIRE', stream, ttl_ms)
-        redis.call('SET', prefix .. 'l:' .. room, seq, 'EX', last_ttl)
+-- Pass 2: positions, history (a room's expiry and last position written once per batch),
+-- one channel message. Headers and bodies come encoded: the position goes in between.
+local function publish()
+  local seq = 0
+  if total > 0 then seq = redis.call('INCRBY', KEYS[1], total) - total end
+  local results, frames, last = {}, {}, {}
+  for e = 1, count do
+    local ndeliveries, j, taken = unpack(events[e])
+    if taken then
+      results[e] = false
+    else
+      local positions = {}
+      for d = 1, ndeliveries do
+        local nrooms = tonumber(ARGV[j + 4])
+        seq = seq + 1
+        local id, position = seq .. '-0', epoch .. '-' .. seq
+        local body = ARGV[j] .. position .. ARGV[j + 1]
+        local header = ARGV[j + 2] .. position .. ARGV[j + 3]
+        for r = j + 5, j + 4 + nrooms do
+          redis.call('XADD', prefix .. 'h:' .. ARGV[r], 'MAXLEN', '~', maxlen, id,
+                     'b', body, 't', now, 'h', header)
+          last[ARGV[r]] = id
+        end
+        frames[#frames + 1] = header .. '\\n' .. body
+        positions[d] = position
+        j = j + 5 + nrooms
       end
-      frames[#frames + 1] = header .. '\\n' .. body
-      positions[d] = position
+      results[e] = positions
     end
-    results[e] = positions
   end
+  for room, id in pairs(last) do
+    redis.call('PEXPIRE', prefix .. 'h:' .. room, ttl_ms)
+    redis.call('SET', prefix .. 'l:' .. room, string.sub(id, 1, -3), 'EX', last_ttl)
+  end
+  if #frames > 0 then redis.call('PUBLISH', channel, table.concat(frames, '\\n')) end
+  return results
 end
--- Broadcast and claim the ids only once every history write succeeded: a script error
--- above (raised to the caller) leaves the ids free for a retry and reaches no client.
-if #frames > 0 then redis.call('PUBLISH', channel, table.concat(frames, '\\n')) end
-for e = 1, count do
-  if not events[e][4] then
-    redis.call('SET', prefix .. 'dedup:' .. events[e][1], '1', 'EX', dedup_ttl)
-  end
+-- A failed write (raised to the caller) gives the ids back: its retry is not a duplicate.
+local ok, results = pcall(publish)
+if not ok then
+  for _, key in ipairs(claimed) do redis.call('DEL', key) end
+  return redis.error_reply(type(results) == 'table' and results.err or tostring(results))
 end
 return results
 """
@@ -179,8 +184,9 @@ class RedisBus(FanoutBus):
         """The whole batch in one script call: all of it is published, or none (raises)."""
         if not batch:
             return []
-        args: list[Any] = [self._dedup, secrets.token_hex(4), self._size, self._ttl,
-                           int(time.time() * 1000), self.channel, self.prefix, len(batch)]
+        args: list[Any] = [self._dedup, secrets.token_hex(4), self._size, self._ttl * 1000,
+                           self._ttl * 2 + 86400, int(time.time() * 1000), self.channel,
+                           self.prefix, len(batch)]
         parts: list[list[tuple[bytes, bytes]]] = []
         for event_id, deliveries in batch:
             args += [event_id, len(deliveries)]
@@ -188,7 +194,9 @@ class RedisBus(FanoutBus):
             for delivery in deliveries:
                 head, tail = body_parts(event_id, delivery.payload)
                 heads_tails.append((head, tail))
-                args += [delivery.event, head, tail, len(delivery.rooms), *delivery.rooms]
+                header = orjson.dumps([delivery.event, delivery.rooms, event_id, ""])
+                args += [head, tail, header[:-2], header[-2:], len(delivery.rooms),
+                         *delivery.rooms]
             parts.append(heads_tails)
         try:
             results = await self._script(keys=self._keys, args=args)
