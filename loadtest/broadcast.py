@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -91,9 +92,17 @@ async def connect(session: aiohttp.ClientSession, url: str, subs: list[str], rol
     return clients
 
 
+@functools.cache
+def backend_token() -> str:
+    """One service token for the whole run, as a backend keeps its token until it expires
+    (a fresh token per request, each with its own ``jti``, made every request pay a full
+    JWT verification: a cost of this load client, not of a backend)."""
+    return service_token()
+
+
 async def publish(session: aiohttp.ClientSession, url: str, events: list[Event]) -> None:
     async with session.post(f"{url}/api/v1/publish", data=orjson.dumps(events),
-                            headers={"Authorization": f"Bearer {service_token()}"}) as response:
+                            headers={"Authorization": f"Bearer {backend_token()}"}) as response:
         if response.status >= 300:
             raise RuntimeError(f"publish failed: {response.status} {await response.text()}")
 
