@@ -3,11 +3,13 @@
 One Lua script publishes a whole batch (an HTTP request's events, a Kafka fetch) at once:
 claim the event ids (``SET NX``: de-duplication in one command), take positions from one
 counter (one ``INCRBY``), append to each room's stream (bounded by ``XADD MAXLEN ~``: no
-trimming loops), refresh each room's expiry and last position once per batch, and PUBLISH
-the batch as one channel message. A failing write gives the claimed ids back before the
-error is raised (so a failed publish never turns its retry into a "duplicate"); the caller
-gets :class:`BusError` and (Kafka consumer) holds its offset. Headers and bodies are encoded
-here, in Python, around the position the script fills in: the script does no JSON.
+trimming loops), refresh each room's expiry once per batch, and PUBLISH the batch as one
+channel message. No per-room "last position" key: a replay tells an expired room from a
+quiet one by a floor (:meth:`RedisBus._floor`) kept from one mark per time bucket. A
+failing write gives the claimed ids back before the error is raised (so a failed publish
+never turns its retry into a "duplicate"); the caller gets :class:`BusError` and (Kafka
+consumer) holds its offset. Headers and bodies are encoded here, in Python, around the
+position the script fills in: the script does no JSON.
 
 A channel message is one or more ``header_json \\n body`` pairs joined by ``\\n`` (bodies are
 compact JSON with ASCII escapes: never a raw newline), so an instance with no local
@@ -54,7 +56,7 @@ if not epoch then
   redis.call('SET', KEYS[2], ARGV[2])
   epoch = ARGV[2]
 end
-local dedup_ttl, maxlen, ttl_ms, last_ttl = ARGV[1], ARGV[3], ARGV[4], ARGV[5]
+local dedup_ttl, maxlen, ttl_ms, bucket_ms = ARGV[1], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local now, channel, prefix, count = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
 -- Pass 1: claim each event id (SET NX: one command), note where its deliveries start.
 local events, claimed, total, i = {}, {}, 0, 10
@@ -71,12 +73,22 @@ for e = 1, count do
     total = total + ndeliveries
   end
 end
--- Pass 2: positions, history (a room's expiry and last position written once per batch),
--- one channel message. Headers and bodies come encoded: the position goes in between.
+-- Pass 2: positions, history (a room's expiry refreshed once per batch), one channel
+-- message. Headers and bodies come encoded: the position goes in between.
 local function publish()
   local seq = 0
-  if total > 0 then seq = redis.call('INCRBY', KEYS[1], total) - total end
-  local results, frames, last = {}, {}, {}
+  if total > 0 then
+    seq = redis.call('INCRBY', KEYS[1], total) - total
+    -- The counter before the first batch of each time bucket (see RedisBus._floor).
+    local bucket = math.floor(tonumber(now) / bucket_ms)
+    if redis.call('HSETNX', KEYS[3], bucket, seq) == 1 then
+      local oldest = bucket - math.ceil(tonumber(ttl_ms) / bucket_ms) - 3
+      for _, old in ipairs(redis.call('HKEYS', KEYS[3])) do
+        if tonumber(old) < oldest then redis.call('HDEL', KEYS[3], old) end
+      end
+    end
+  end
+  local results, frames, written = {}, {}, {}
   for e = 1, count do
     local ndeliveries, j, taken = unpack(events[e])
     if taken then
@@ -92,7 +104,7 @@ local function publish()
         for r = j + 5, j + 4 + nrooms do
           redis.call('XADD', prefix .. 'h:' .. ARGV[r], 'MAXLEN', '~', maxlen, id,
                      'b', body, 't', now, 'h', header)
-          last[ARGV[r]] = id
+          written[ARGV[r]] = true
         end
         frames[#frames + 1] = header .. '\\n' .. body
         positions[d] = position
@@ -101,10 +113,7 @@ local function publish()
       results[e] = positions
     end
   end
-  for room, id in pairs(last) do
-    redis.call('PEXPIRE', prefix .. 'h:' .. room, ttl_ms)
-    redis.call('SET', prefix .. 'l:' .. room, string.sub(id, 1, -3), 'EX', last_ttl)
-  end
+  for room in pairs(written) do redis.call('PEXPIRE', prefix .. 'h:' .. room, ttl_ms) end
   if #frames > 0 then redis.call('PUBLISH', channel, table.concat(frames, '\\n')) end
   return results
 end
@@ -152,7 +161,9 @@ class RedisBus(FanoutBus):
         # redis-py's typing is a union of bytes and str
         self.redis: Any = client if client is not None else connect(url)
         self._script = self.redis.register_script(PUBLISH_SCRIPT)
-        self._keys = [f"{prefix}seq", f"{prefix}epoch"]
+        # Marks per time bucket, about a hundred within the history's age bound.
+        self._bucket_ms = max(100, self._ttl * 1000 // 100)
+        self._keys = [f"{prefix}seq", f"{prefix}epoch", f"{prefix}marks:{self._bucket_ms}"]
         self._listener: asyncio.Task[None] | None = None
         self.connected = False
         self.last_error = "starting"
@@ -185,7 +196,7 @@ class RedisBus(FanoutBus):
         if not batch:
             return []
         args: list[Any] = [self._dedup, secrets.token_hex(4), self._size, self._ttl * 1000,
-                           self._ttl * 2 + 86400, int(time.time() * 1000), self.channel,
+                           self._bucket_ms, int(time.time() * 1000), self.channel,
                            self.prefix, len(batch)]
         parts: list[list[tuple[bytes, bytes]]] = []
         for event_id, deliveries in batch:
@@ -220,7 +231,7 @@ class RedisBus(FanoutBus):
             current_epoch, current_seq = await self.redis.mget(
                 f"{self.prefix}epoch", f"{self.prefix}seq")
             if current_epoch is None or current_epoch.decode() != epoch or \
-                    after > int(current_seq or 0):
+                    after > int(current_seq or 0) or after < await self._floor(current_seq):
                 return Replay([], False)
             found: dict[int, Message] = {}
             for room in set(rooms):
@@ -246,12 +257,22 @@ class RedisBus(FanoutBus):
         entries = [(int(entry_id.split(b"-")[0]), fields) for entry_id, fields in reversed(newest)]
         if entries and int(entries[0][1][b"t"]) < (time.time() - self._ttl) * 1000:
             return None  # the oldest of them has aged out
-        last = await self.redis.get(f"{self.prefix}l:{room}")
-        if last is not None and int(last) > after and not entries:
-            return None  # the room's stream expired meanwhile
         if await self._trimmed_after(stream, after, entries):
             return None
         return entries
+
+    async def _floor(self, current_seq: bytes | None) -> int:
+        """Every position up to this one may belong to a room whose stream expired.
+
+        A stream expires ``history_ttl`` after its last entry, so whatever expired was
+        published before ``now - history_ttl``, when the counter stood below the mark of
+        any later time bucket (the script keeps the counter before each bucket's first
+        batch). With no such mark, nothing was published since: the floor is the counter.
+        Like the memory bus's floor, one instead of a "last position" key per room."""
+        marks = await self.redis.hgetall(self._keys[2])
+        cutoff = (time.time() - self._ttl) * 1000 // self._bucket_ms + 1  # +1: clock skew
+        later = [int(seq) for bucket, seq in marks.items() if int(bucket) > cutoff]
+        return min(later) if later else int(current_seq or 0)
 
     async def _trimmed_after(self, stream: str, after: int,
                              entries: list[tuple[int, dict[bytes, bytes]]]) -> bool:
