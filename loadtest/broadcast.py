@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from loadtest.lean_client import LeanClient, LeanSSEClient, client_session, no_gc_pauses
 from loadtest.proc import cpu_seconds, rss_bytes
-from loadtest.report import Progress, Run, print_table, save, tally, wait_for
+from loadtest.report import Progress, Run, full_gc, print_table, save, tally, wait_for
 from realtime.auth.tokens import mint_token
 from support.redis_server import RedisServer
 from support.server import SECRET, ServerProcess, service_token
@@ -91,9 +92,17 @@ async def connect(session: aiohttp.ClientSession, url: str, subs: list[str], rol
     return clients
 
 
+@functools.cache
+def backend_token() -> str:
+    """One service token for the whole run, as a backend keeps its token until it expires
+    (a fresh token per request, each with its own ``jti``, made every request pay a full
+    JWT verification: a cost of this load client, not of a backend)."""
+    return service_token()
+
+
 async def publish(session: aiohttp.ClientSession, url: str, events: list[Event]) -> None:
     async with session.post(f"{url}/api/v1/publish", data=orjson.dumps(events),
-                            headers={"Authorization": f"Bearer {service_token()}"}) as response:
+                            headers={"Authorization": f"Bearer {backend_token()}"}) as response:
         if response.status >= 300:
             raise RuntimeError(f"publish failed: {response.status} {await response.text()}")
 
@@ -129,6 +138,7 @@ async def measure(name: str, args: argparse.Namespace, rooms_per_client: Callabl
         async with client_session() as session:
             clients = await connect(session, server.url, subs, ["bench"], sse=sse)
             await asyncio.sleep(0.5)
+            gc0 = await full_gc(session, server.url)
             with no_gc_pauses():
                 cpu0, t0 = cpu_seconds(pid), time.monotonic()
                 redis0 = cpu_seconds(redis_pid) if redis_pid else 0.0
@@ -143,6 +153,9 @@ async def measure(name: str, args: argparse.Namespace, rooms_per_client: Callabl
                         clients, expected)
             if redis_pid and run.delivered:
                 run.extra["Redis CPU µs per delivery"] = (redis1 - redis0) / run.delivered * 1e6
+            gc1 = await full_gc(session, server.url)
+            run.extra["longest full GC ms (since start)"] = gc1.longest_ms
+            run.extra["full GCs > 50 ms (measured)"] = gc1.since(gc0)
             for client in clients:
                 await client.stop()
             return run

@@ -36,3 +36,11 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def pin_threads(pid: int, cpu: int) -> None:
+    """Pin every thread ``pid`` has now to ``cpu`` (``sched_setaffinity`` on a pid moves only
+    its main thread; a runtime such as Tokio starts its workers before we can pin it)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task), {cpu})

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 
 from loadtest.lean_client import LeanClient, percentile
@@ -213,3 +214,35 @@ async def wait_for(count: Callable[[], int], total: int, timeout: float, label: 
         progress.update(done)
         await asyncio.sleep(interval)
     return done
+
+
+FULL_GC = 'realtime_gc_longest_pause_seconds{generation="2"}'
+FULL_GC_ALL = 'realtime_gc_pause_seconds_count{generation="2"}'
+FULL_GC_SHORT = 'realtime_gc_pause_seconds_bucket{generation="2",le="0.05"}'
+
+
+@dataclass
+class FullGc:
+    """realtime's full-GC record (``/metrics``): the longest pause since start (ms) and how
+    many full collections took over 50 ms; NaN for a server without it (the references)."""
+
+    longest_ms: float = math.nan
+    over_50ms: float = math.nan
+
+    def since(self, earlier: FullGc) -> float:
+        """Full collections over 50 ms between ``earlier`` and this one."""
+        return self.over_50ms - earlier.over_50ms
+
+
+async def full_gc(session: aiohttp.ClientSession, url: str) -> FullGc:
+    try:
+        async with session.get(f"{url}/metrics") as response:
+            text = await response.text() if response.status == 200 else ""
+    except aiohttp.ClientError:
+        return FullGc()
+    samples = dict(line.rpartition(" ")[::2] for line in text.splitlines()
+                   if line.startswith("realtime_gc_"))
+    if FULL_GC not in samples:
+        return FullGc()
+    return FullGc(float(samples[FULL_GC]) * 1000,
+                  float(samples[FULL_GC_ALL]) - float(samples[FULL_GC_SHORT]))

@@ -125,6 +125,8 @@ def cmd_serve(_: argparse.Namespace) -> int:
 
     from realtime.app import build_server
     from realtime.logs import configure_logging
+    from realtime.metrics import GC_PAUSES
+    from realtime.transport.gcpolicy import settle_after_startup
 
     settings = _settings()
     configure_logging(settings.log_level)
@@ -137,6 +139,8 @@ def cmd_serve(_: argparse.Namespace) -> int:
     server = build_server(settings)
 
     def announce(_: str) -> None:  # aiohttp calls this once every listener is bound
+        settle_after_startup()  # the start-up heap leaves the cyclic GC's way
+        GC_PAUSES.reset()  # that deliberate collection held up no client
         if sys.stdout.isatty():  # a person: what to do next
             print(banner(settings), flush=True)
         else:  # a supervisor or container: logs only, one JSON line like every other

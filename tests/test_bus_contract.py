@@ -194,6 +194,25 @@ async def test_history_older_than_its_ttl_is_not_recovered(make_bus: Factory) ->
     assert (await bus.replay(["user:old"], first[0].position)) == Replay([], False)
 
 
+async def test_a_room_whose_history_expired_is_recovered_by_a_client_that_saw_it_all(
+        make_bus: Factory) -> None:
+    """Expiry makes only what a client missed unrecoverable: one that is current resumes a
+    quiet room (no per-room "last position" is needed to tell, on either backend)."""
+    bus = await started(make_bus(history_ttl=1.0))
+    before = await bus.publish("q0", push("user:other", 0))
+    assert before is not None and await bus.publish("q1", push("user:quiet", 1)) is not None
+    await asyncio.sleep(1.3)  # user:quiet's history expires
+    current = await bus.publish("q2", push("user:busy", 2))
+    assert current is not None
+    assert await bus.replay(["user:quiet", "user:busy"], current[0].position) == \
+        Replay([], True)
+    later = await bus.publish("q3", push("user:quiet", 3))
+    assert later is not None
+    resumed = await bus.replay(["user:quiet"], current[0].position)
+    assert resumed.recovered and [m.event_id for m in resumed.messages] == ["q3"]
+    assert not (await bus.replay(["user:quiet"], before[0].position)).recovered  # missed q1
+
+
 async def test_redis_publishes_a_whole_batch_in_one_script_call(
         redis_server: RedisServer) -> None:
     bus = await started(RedisBus(redis_server.url))

@@ -110,3 +110,29 @@ def test_outages_are_retried_and_everything_else_is_the_records_fault() -> None:
         assert "Recursion limit" in refusal_for(unencodable).message
     assert not is_transient(KeyError("x")) and not is_transient(RecursionError())
     assert refusal_for(RoutingError("missing_id", "no id")).reason == "missing_id"
+
+
+async def test_bad_records_inside_one_batch_are_dead_lettered_and_the_rest_kept_in_order(
+        kafka_broker: KafkaBroker, bus: dict[str, Any]) -> None:
+    """One fetch, one bus call: the good records around an unencodable and a non-JSON
+    record are delivered once each, in order; only the two bad ones are dead-lettered."""
+    names = KafkaNames()
+    await names.create(kafka_broker)
+
+    def good(n: int) -> dict[str, Any]:
+        return {"id": f"g{n}", "type": "PUSH", "event": "ok", "rooms": ["user:u1"],
+                "data": {"n": n}}
+
+    async with run_server(**names.settings(kafka_broker), **bus) as srv:
+        await wait_ready(srv.url)
+        async with connected(srv.url, token("u1")) as client:
+            await produce(kafka_broker, names.publish,
+                          [good(0), good(1), nested(300), good(2), b"{not json", good(3)])
+            received = await client.wait_for("ok", count=4, timeout=15)
+            letters = await read_all(kafka_broker, names.dlq, 2)
+        assert [event["n"] for event in received] == [0, 1, 2, 3]
+        assert sorted(dlq_headers(letter)["x-dlq-source-offset"] for letter in letters) == \
+            ["2", "4"]
+        assert await metric(srv.url, "realtime_kafka_retries_total") == 0
+        assert await metric(srv.url, "realtime_kafka_messages_consumed_total",
+                            topic=names.publish) == 6

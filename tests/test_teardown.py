@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from realtime.transport.gcpolicy import HeapFreezer
+from realtime.metrics import GC_PAUSES, Metrics
+from realtime.transport.gcpolicy import FreezeAfterFullCollection, HeapFreezer
 from realtime.transport.teardown import StormFreeze, TeardownThrottle
 
 
@@ -61,3 +62,24 @@ async def test_the_heap_is_frozen_once_a_ramp_of_sessions_has_calmed() -> None:
         assert freezer.freezes == 1 and gc.get_freeze_count() >= frozen_before
     finally:
         gc.unfreeze()
+
+
+def test_what_survives_a_long_full_collection_is_frozen_and_the_pause_is_exported() -> None:
+    policy = FreezeAfterFullCollection(long=0.0)  # every full collection counts as long
+    metrics = Metrics()
+    gc.unfreeze()
+    policy.install()
+    try:
+        survivors = [[n] for n in range(20_000)]  # tracked objects the collection keeps
+        gc.collect()
+        assert policy.freezes == 1 and gc.get_freeze_count() >= len(survivors)
+        gc.collect(0)  # a young collection never freezes
+        assert policy.freezes == 1
+    finally:
+        policy.uninstall()
+        gc.unfreeze()
+    text = metrics.render().decode()
+    longest = GC_PAUSES.longest[2]
+    assert longest > 0
+    assert f'realtime_gc_longest_pause_seconds{{generation="2"}} {longest}' in text
+    assert 'realtime_gc_pause_seconds_count{generation="2"}' in text

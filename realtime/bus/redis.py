@@ -1,11 +1,15 @@
 """``redis://`` (``rediss://``, ``redis+sentinel://``): the bus shared by all instances.
 
-One Lua script publishes a whole batch (an HTTP request's events) atomically: de-duplicate,
-take positions from one counter (one ``INCRBY``), append to each room's stream (bounded
-by ``XADD MAXLEN ~``: no trimming loops), PUBLISH the batch as one channel message, and
-only then claim the event ids (so a failed publish never turns its retry into a
-"duplicate"). A failure raises :class:`BusError`, so the caller (Kafka consumer) holds its
-offset.
+One Lua script publishes a whole batch (an HTTP request's events, a Kafka fetch) at once:
+claim the event ids (``SET NX``: de-duplication in one command), take positions from one
+counter (one ``INCRBY``), append to each room's stream (bounded by ``XADD MAXLEN ~``: no
+trimming loops), refresh each room's expiry once per batch, and PUBLISH the batch as one
+channel message. No per-room "last position" key: a replay tells an expired room from a
+quiet one by a floor (:meth:`RedisBus._floor`) kept from one mark per time bucket. A
+failing write gives the claimed ids back before the error is raised (so a failed publish
+never turns its retry into a "duplicate"); the caller gets :class:`BusError` and (Kafka
+consumer) holds its offset. Headers and bodies are encoded here, in Python, around the
+position the script fills in: the script does no JSON.
 
 A channel message is one or more ``header_json \\n body`` pairs joined by ``\\n`` (bodies are
 compact JSON with ASCII escapes: never a raw newline), so an instance with no local
@@ -52,62 +56,72 @@ if not epoch then
   redis.call('SET', KEYS[2], ARGV[2])
   epoch = ARGV[2]
 end
-local dedup_ttl, maxlen, ttl = ARGV[1], ARGV[3], tonumber(ARGV[4])
-local now, channel, prefix, count = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
-local ttl_ms, last_ttl = ttl * 1000, ttl * 2 + 86400
--- Pass 1: where each event's deliveries start, and which ids are taken already.
-local events, fresh, total, i = {}, {}, 0, 9
+local dedup_ttl, maxlen, ttl_ms, bucket_ms = ARGV[1], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local now, channel, prefix, count = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
+-- Pass 1: claim each event id (SET NX: one command), note where its deliveries start.
+local events, claimed, total, i = {}, {}, 0, 10
 for e = 1, count do
   local event_id, ndeliveries = ARGV[i], tonumber(ARGV[i + 1])
   local start = i + 2
   i = start
-  for _ = 1, ndeliveries do i = i + 4 + tonumber(ARGV[i + 3]) end
-  local taken = fresh[event_id] or redis.call('EXISTS', prefix .. 'dedup:' .. event_id) == 1
-  events[e] = {event_id, ndeliveries, start, taken}
+  for _ = 1, ndeliveries do i = i + 5 + tonumber(ARGV[i + 4]) end
+  local key = prefix .. 'dedup:' .. event_id
+  local taken = not redis.call('SET', key, '1', 'NX', 'EX', dedup_ttl)
+  events[e] = {ndeliveries, start, taken}
   if not taken then
-    fresh[event_id] = true
+    claimed[#claimed + 1] = key
     total = total + ndeliveries
   end
 end
-local seq = 0
-if total > 0 then seq = redis.call('INCRBY', KEYS[1], total) - total end
--- Pass 2: positions, history, one channel message.
-local results, frames = {}, {}
-for e = 1, count do
-  local event_id, ndeliveries, j, taken = unpack(events[e])
-  if taken then
-    results[e] = false
-  else
-    local positions = {}
-    for d = 1, ndeliveries do
-      local event, head, tail, nrooms = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
-      local rooms = {}
-      for r = 1, nrooms do rooms[r] = ARGV[j + 3 + r] end
-      j = j + 4 + nrooms
-      seq = seq + 1
-      local position = epoch .. '-' .. seq
-      local body = head .. position .. tail
-      local header = cjson.encode({event, rooms, event_id, position})
-      for _, room in ipairs(rooms) do
-        local stream = prefix .. 'h:' .. room
-        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, seq .. '-0', 'b', body, 't', now,
-                   'h', header)
-        redis.call('PEXPIRE', stream, ttl_ms)
-        redis.call('SET', prefix .. 'l:' .. room, seq, 'EX', last_ttl)
+-- Pass 2: positions, history (a room's expiry refreshed once per batch), one channel
+-- message. Headers and bodies come encoded: the position goes in between.
+local function publish()
+  local seq = 0
+  if total > 0 then
+    seq = redis.call('INCRBY', KEYS[1], total) - total
+    -- The counter before the first batch of each time bucket (see RedisBus._floor).
+    local bucket = math.floor(tonumber(now) / bucket_ms)
+    if redis.call('HSETNX', KEYS[3], bucket, seq) == 1 then
+      local oldest = bucket - math.ceil(tonumber(ttl_ms) / bucket_ms) - 3
+      for _, old in ipairs(redis.call('HKEYS', KEYS[3])) do
+        if tonumber(old) < oldest then redis.call('HDEL', KEYS[3], old) end
       end
-      frames[#frames + 1] = header .. '\\n' .. body
-      positions[d] = position
     end
-    results[e] = positions
   end
+  local results, frames, written = {}, {}, {}
+  for e = 1, count do
+    local ndeliveries, j, taken = unpack(events[e])
+    if taken then
+      results[e] = false
+    else
+      local positions = {}
+      for d = 1, ndeliveries do
+        local nrooms = tonumber(ARGV[j + 4])
+        seq = seq + 1
+        local id, position = seq .. '-0', epoch .. '-' .. seq
+        local body = ARGV[j] .. position .. ARGV[j + 1]
+        local header = ARGV[j + 2] .. position .. ARGV[j + 3]
+        for r = j + 5, j + 4 + nrooms do
+          redis.call('XADD', prefix .. 'h:' .. ARGV[r], 'MAXLEN', '~', maxlen, id,
+                     'b', body, 't', now, 'h', header)
+          written[ARGV[r]] = true
+        end
+        frames[#frames + 1] = header .. '\\n' .. body
+        positions[d] = position
+        j = j + 5 + nrooms
+      end
+      results[e] = positions
+    end
+  end
+  for room in pairs(written) do redis.call('PEXPIRE', prefix .. 'h:' .. room, ttl_ms) end
+  if #frames > 0 then redis.call('PUBLISH', channel, table.concat(frames, '\\n')) end
+  return results
 end
--- Broadcast and claim the ids only once every history write succeeded: a script error
--- above (raised to the caller) leaves the ids free for a retry and reaches no client.
-if #frames > 0 then redis.call('PUBLISH', channel, table.concat(frames, '\\n')) end
-for e = 1, count do
-  if not events[e][4] then
-    redis.call('SET', prefix .. 'dedup:' .. events[e][1], '1', 'EX', dedup_ttl)
-  end
+-- A failed write (raised to the caller) gives the ids back: its retry is not a duplicate.
+local ok, results = pcall(publish)
+if not ok then
+  for _, key in ipairs(claimed) do redis.call('DEL', key) end
+  return redis.error_reply(type(results) == 'table' and results.err or tostring(results))
 end
 return results
 """
@@ -147,7 +161,9 @@ class RedisBus(FanoutBus):
         # redis-py's typing is a union of bytes and str
         self.redis: Any = client if client is not None else connect(url)
         self._script = self.redis.register_script(PUBLISH_SCRIPT)
-        self._keys = [f"{prefix}seq", f"{prefix}epoch"]
+        # Marks per time bucket, about a hundred within the history's age bound.
+        self._bucket_ms = max(100, self._ttl * 1000 // 100)
+        self._keys = [f"{prefix}seq", f"{prefix}epoch", f"{prefix}marks:{self._bucket_ms}"]
         self._listener: asyncio.Task[None] | None = None
         self.connected = False
         self.last_error = "starting"
@@ -179,8 +195,9 @@ class RedisBus(FanoutBus):
         """The whole batch in one script call: all of it is published, or none (raises)."""
         if not batch:
             return []
-        args: list[Any] = [self._dedup, secrets.token_hex(4), self._size, self._ttl,
-                           int(time.time() * 1000), self.channel, self.prefix, len(batch)]
+        args: list[Any] = [self._dedup, secrets.token_hex(4), self._size, self._ttl * 1000,
+                           self._bucket_ms, int(time.time() * 1000), self.channel,
+                           self.prefix, len(batch)]
         parts: list[list[tuple[bytes, bytes]]] = []
         for event_id, deliveries in batch:
             args += [event_id, len(deliveries)]
@@ -188,7 +205,9 @@ class RedisBus(FanoutBus):
             for delivery in deliveries:
                 head, tail = body_parts(event_id, delivery.payload)
                 heads_tails.append((head, tail))
-                args += [delivery.event, head, tail, len(delivery.rooms), *delivery.rooms]
+                header = orjson.dumps([delivery.event, delivery.rooms, event_id, ""])
+                args += [head, tail, header[:-2], header[-2:], len(delivery.rooms),
+                         *delivery.rooms]
             parts.append(heads_tails)
         try:
             results = await self._script(keys=self._keys, args=args)
@@ -212,7 +231,7 @@ class RedisBus(FanoutBus):
             current_epoch, current_seq = await self.redis.mget(
                 f"{self.prefix}epoch", f"{self.prefix}seq")
             if current_epoch is None or current_epoch.decode() != epoch or \
-                    after > int(current_seq or 0):
+                    after > int(current_seq or 0) or after < await self._floor(current_seq):
                 return Replay([], False)
             found: dict[int, Message] = {}
             for room in set(rooms):
@@ -238,12 +257,22 @@ class RedisBus(FanoutBus):
         entries = [(int(entry_id.split(b"-")[0]), fields) for entry_id, fields in reversed(newest)]
         if entries and int(entries[0][1][b"t"]) < (time.time() - self._ttl) * 1000:
             return None  # the oldest of them has aged out
-        last = await self.redis.get(f"{self.prefix}l:{room}")
-        if last is not None and int(last) > after and not entries:
-            return None  # the room's stream expired meanwhile
         if await self._trimmed_after(stream, after, entries):
             return None
         return entries
+
+    async def _floor(self, current_seq: bytes | None) -> int:
+        """Every position up to this one may belong to a room whose stream expired.
+
+        A stream expires ``history_ttl`` after its last entry, so whatever expired was
+        published before ``now - history_ttl``, when the counter stood below the mark of
+        any later time bucket (the script keeps the counter before each bucket's first
+        batch). With no such mark, nothing was published since: the floor is the counter.
+        Like the memory bus's floor, one instead of a "last position" key per room."""
+        marks = await self.redis.hgetall(self._keys[2])
+        cutoff = (time.time() - self._ttl) * 1000 // self._bucket_ms + 1  # +1: clock skew
+        later = [int(seq) for bucket, seq in marks.items() if int(bucket) > cutoff]
+        return min(later) if later else int(current_seq or 0)
 
     async def _trimmed_after(self, stream: str, after: int,
                              entries: list[tuple[int, dict[bytes, bytes]]]) -> bool:

@@ -2,12 +2,16 @@
 
 Delivery is at-least-once. Each assigned partition has one worker that handles its
 records strictly in order; an offset is committed only after its record was published
-to the bus (or dead-lettered). An outage (bus, Redis or broker unreachable) is retried
-with capped exponential backoff and jitter while that partition is paused; other
-partitions and connected clients are not affected. A failure that belongs to the record
-itself (invalid, unroutable, unencodable, or anything unforeseen) dead-letters it with a
-reason and the partition moves on: a bad record never stalls a partition. Per-partition
-queues are bounded: a full queue pauses fetching for that partition (back-pressure).
+to the bus (or dead-lettered). A worker takes every record queued for it (up to
+``MAX_BATCH``: what one fetch brought) and publishes the good ones in one bus call (one
+Redis script call), in order; a batch the bus refuses for a reason other than an outage
+is published record by record, so only the culprit is dead-lettered. An outage (bus,
+Redis or broker unreachable) is retried with capped exponential backoff and jitter while
+that partition is paused; other partitions and connected clients are not affected. A
+failure that belongs to the record itself (invalid, unroutable, unencodable, or anything
+unforeseen) dead-letters it with a reason and the partition moves on: a bad record never
+stalls a partition. Per-partition queues are bounded: a full queue pauses fetching for
+that partition (back-pressure).
 
 A partition assigned without a committed offset gets its starting position (resolved by
 ``auto_offset_reset``) committed before the instance reports ready, so a crash before
@@ -35,7 +39,7 @@ from realtime.kafka.dlq import send_dead_letter
 from realtime.kafka.failures import Refusal, is_transient, refusal_for
 from realtime.kafka.producer import KafkaProducer
 from realtime.metrics import Metrics
-from realtime.routing import RoutingError
+from realtime.routing import Routed, RoutingError
 from realtime.settings import Settings
 from realtime.tasks import cancel_task
 
@@ -45,6 +49,8 @@ T = TypeVar("T")
 BACKOFF_START = 0.1
 BACKOFF_CAP = 5.0
 COMMIT_INTERVAL = 0.2
+#: Records published in one bus call at most (a fetch brings up to 500).
+MAX_BATCH = 500
 HEALTH_INTERVAL = 2.0
 
 
@@ -267,17 +273,25 @@ class KafkaIngest:
     async def _work(self, worker: PartitionWorker) -> None:
         await self._retrying(worker, functools.partial(self._start_position, worker))
         self._resume_if_drained(worker)
+        control = self.control is not None and worker.tp.topic == self.settings.kafka_control_topic
+        limit = 1 if control else MAX_BATCH  # a command runs once: never retried with others
+        hand_off = self._hand_off_control if control else self._hand_off
+        consumed = self.metrics.kafka_consumed.labels(worker.tp.topic)
         while True:
-            record = await worker.queue.get()
+            records = [await worker.queue.get()]
+            while len(records) < limit and not worker.queue.empty():
+                records.append(worker.queue.get_nowait())
             try:
-                self.metrics.kafka_consumed.labels(record.topic).inc()
-                refusal = await self._retrying(worker, functools.partial(self._hand_off, record))
-                if refusal is not None:
-                    await self._retrying(worker,
-                                         functools.partial(self._dead_letter, record, refusal))
-                worker.done_offset = record.offset + 1
+                consumed.inc(len(records))
+                refusals = await self._retrying(worker, functools.partial(hand_off, records))
+                for record, refusal in zip(records, refusals, strict=True):
+                    if refusal is not None:
+                        await self._retrying(
+                            worker, functools.partial(self._dead_letter, record, refusal))
+                worker.done_offset = records[-1].offset + 1
             finally:
-                worker.queue.task_done()
+                for _ in records:
+                    worker.queue.task_done()
             self._resume_if_drained(worker)
 
     def _resume_if_drained(self, worker: PartitionWorker) -> None:
@@ -325,26 +339,67 @@ class KafkaIngest:
                 log.info("hand-off recovered on %s", worker.tp)
             return result
 
-    async def _hand_off(self, record: ConsumerRecord[bytes, bytes]) -> Refusal | None:
-        """Publish one record; an outage raises (retry), a bad record returns its refusal."""
-        try:
-            event = self.ingestor.decode(record.value)
-        except RoutingError as exc:  # counted here: the pipeline never saw it
-            self.metrics.events_rejected.labels("kafka", exc.reason).inc()
-            return refusal_for(exc)
-        try:
-            if self.control is not None and record.topic == self.settings.kafka_control_topic:
-                await self._control(event)
+    async def _hand_off(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[Refusal | None]:
+        """Publish the good records in one bus call; an outage raises (retry them all; the
+        bus de-duplicates what was published), a bad record gets its refusal."""
+        refusals: list[Refusal | None] = [None] * len(records)
+        events: list[object] = []
+        decoded: list[int] = []
+        for index, record in enumerate(records):
+            event = self._decode(record)
+            if isinstance(event, Refusal):
+                refusals[index] = event
             else:
-                await self.ingestor.ingest(event, "kafka")
-        except RoutingError as exc:  # counted by the pipeline (control: below)
-            return refusal_for(exc)
+                events.append(event)
+                decoded.append(index)
+        routed: list[tuple[int, Routed]] = []
+        for index, result in zip(decoded, self.ingestor.validate_many(events, "kafka"),
+                                 strict=True):
+            if isinstance(result, RoutingError):  # counted by the pipeline
+                refusals[index] = refusal_for(result)
+            else:
+                routed.append((index, result))
+        try:
+            await self.ingestor.publish_many([event for _, event in routed])
         except Exception as exc:
             if is_transient(exc):
                 raise
-            self.metrics.events_rejected.labels("kafka", "internal_error").inc()
+            for index, event in routed:  # one by one: only the culprit is refused
+                try:
+                    await self.ingestor.publish(event)
+                except Exception as single:
+                    refusals[index] = self._refusal(single)
+        return refusals
+
+    async def _hand_off_control(self, records: list[ConsumerRecord[bytes, bytes]]
+                                ) -> list[Refusal | None]:
+        """Run one control record; an outage raises (retry), a bad record gets its refusal."""
+        [record] = records
+        event = self._decode(record)
+        if isinstance(event, Refusal):
+            return [event]
+        try:
+            await self._control(event)
+        except RoutingError as exc:  # counted by _control
+            return [refusal_for(exc)]
+        except Exception as exc:
+            return [self._refusal(exc)]
+        return [None]
+
+    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> object:
+        """The record's event, or the :class:`Refusal` of a value that is not one."""
+        try:
+            return self.ingestor.decode(record.value)
+        except RoutingError as exc:  # counted here: the pipeline never sees it
+            self.metrics.events_rejected.labels("kafka", exc.reason).inc()
             return refusal_for(exc)
-        return None
+
+    def _refusal(self, exc: Exception) -> Refusal:
+        """Raise an outage again (the caller retries); count and refuse anything else."""
+        if is_transient(exc):
+            raise exc
+        self.metrics.events_rejected.labels("kafka", "internal_error").inc()
+        return refusal_for(exc)
 
     async def _control(self, event: object) -> None:
         """A control command; a refused one is counted here (the pipeline never saw it)."""

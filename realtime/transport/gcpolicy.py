@@ -8,12 +8,75 @@ that waits behind it. Once a ramp of new sessions has calmed down, the heap is f
 frees everything frozen that is not in a cycle (a closed connection: see
 :mod:`realtime.transport.teardown`, whose thaw after a disconnect storm also hands frozen
 cyclic garbage back to the collector).
+
+The same holds for the rest of the process (:func:`settle_after_startup`): the modules,
+settings and app built at start-up are frozen once the server listens, and whatever
+survived a long full collection is frozen right after it (:class:`FreezeAfterFullCollection`),
+so no later full collection walks it again (measured with ``loadtest.ceiling``: see README
+"Performance").
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import time
+from typing import Any
+
+#: ``gc.set_threshold`` for a server: young collections every 10,000 net allocations instead
+#: of 700 (a burst of events allocates tens of thousands of short-lived objects, nearly all
+#: freed by reference counting: a collection every 700 of them mostly walks survivors).
+THRESHOLDS = (10_000, 20, 10)
+#: A full collection at least this long freezes what survived it.
+LONG_FULL_COLLECTION = 0.005
+
+
+def settle_after_startup() -> None:
+    """Once the server listens: collect, freeze the start-up heap, tune the thresholds and
+    freeze after long full collections from now on (process-wide; ``realtime serve`` only)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*THRESHOLDS)
+    FREEZE_AFTER_FULL.install()
+
+
+class FreezeAfterFullCollection:
+    """After a full collection of ``long`` seconds or more, freezes what survived it.
+
+    A full collection just freed every unreachable cycle, so what is left is live and
+    mostly long-lived (sessions, rooms, history): freezing it costs nothing (``gc.freeze``
+    only moves list heads) and the next full collection walks only what came after.
+    Frozen objects are still freed by reference counting; a cycle among them that dies
+    later waits for an unfreeze (:class:`realtime.transport.teardown.StormFreeze`).
+    """
+
+    def __init__(self, long: float = LONG_FULL_COLLECTION) -> None:
+        self.long = long
+        self.freezes = 0
+        self._started = 0.0
+        self._installed = False
+
+    def install(self) -> None:
+        if not self._installed:
+            self._installed = True
+            gc.callbacks.append(self._callback)
+
+    def uninstall(self) -> None:
+        if self._installed:
+            self._installed = False
+            gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif time.perf_counter() - self._started >= self.long:
+            self.freezes += 1
+            gc.freeze()
+
+
+FREEZE_AFTER_FULL = FreezeAfterFullCollection()
 
 
 class HeapFreezer:
