@@ -126,7 +126,9 @@ def connect(url: str) -> Any:
                             password=parsed.password)
         return sentinel.master_for(
             parts[0], db=int(parts[1]) if len(parts) > 1 else 0, socket_timeout=5.0)
-    return aioredis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0)
+    # A burst (a reconnect storm) waits for a free connection instead of failing.
+    return aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=100, timeout=5.0, socket_timeout=5.0, socket_connect_timeout=2.0))
 
 
 class RedisBus(FanoutBus):
