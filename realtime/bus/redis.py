@@ -222,7 +222,7 @@ class RedisBus(FanoutBus):
                 if entries is None:
                     return Replay([], False)
                 for seq, fields in entries:
-                    if seq not in found:
+                    if seq not in found and seq <= int(current_seq or 0):  # one snapshot
                         found[seq] = self._from_stream(fields, epoch, seq)
         except (RedisError, OSError) as exc:
             raise BusError(f"redis replay failed: {exc}") from exc
@@ -233,6 +233,7 @@ class RedisBus(FanoutBus):
         """A room's entries after ``after``, or ``None`` when some of them are gone: past the
         newest ``history_size``, older than ``history_ttl``, or trimmed from the stream."""
         stream = f"{self.prefix}h:{room}"
+        last = await self.redis.get(f"{self.prefix}l:{room}")  # before the entries: no race
         newest = await self.redis.xrevrange(stream, max="+", min=f"{after + 1}-0",
                                             count=self._size + 1)
         if len(newest) > self._size:
@@ -240,7 +241,6 @@ class RedisBus(FanoutBus):
         entries = [(int(entry_id.split(b"-")[0]), fields) for entry_id, fields in reversed(newest)]
         if entries and int(entries[0][1][b"t"]) < (time.time() - self._ttl) * 1000:
             return None  # the oldest of them has aged out
-        last = await self.redis.get(f"{self.prefix}l:{room}")
         if last is not None and int(last) > after and not entries:
             return None  # the room's stream expired meanwhile
         if await self._trimmed_after(stream, after, entries):
