@@ -71,7 +71,8 @@ async def test_redis_restart_mid_stream_loses_no_consumed_event(
             # the leaver's gap crosses the Redis restart: it is told, not silently skipped
             async with connected(b.url, auth={"token": token("watcher"),
                                               "position": last_seen}) as back:
-                assert (await back.wait_for("recovered"))[0] == {"recovered": False}
+                assert (await back.wait_for("recovered"))[0] == {
+                    "recovered": False, "orders": [], "ordersRestored": True}
     finally:
         a.kill()
         b.kill()
