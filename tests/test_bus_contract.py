@@ -227,3 +227,38 @@ async def test_redis_publishes_a_whole_batch_in_one_script_call(
         assert not calls.get("cmdstat_xrange") and not calls.get("cmdstat_xdel")
     finally:
         await bus.close()
+
+
+async def test_replay_during_publishing_is_one_consistent_snapshot(make_bus: Factory) -> None:
+    """Replays over several rooms while events keep being published to them, one room after
+    the other: each replay must hold every event up to its newest one (a caller continues
+    after that one: a hole would be lost for good), and must never call a current room
+    expired because it was written to while being read."""
+    bus = await started(make_bus())
+    rooms = ["user:a", "user:b", "user:c"]
+    first = await bus.publish("s0", push(rooms[0], 0))
+    assert first is not None
+    newest = [first[0].position]
+    stop = asyncio.Event()
+
+    async def publisher() -> None:
+        n = 1
+        while not stop.is_set():
+            published = await bus.publish(f"s{n}", push(rooms[n % 3], n))
+            assert published is not None
+            newest.append(published[0].position)
+            n += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(publisher())
+    try:
+        for _ in range(300):
+            after = newest[-1]
+            replay = await bus.replay(rooms, after)
+            assert replay.recovered, f"not recovered after {after}"
+            seqs = [int(m.position.rsplit("-", 1)[1]) for m in replay.messages]
+            start = int(after.rsplit("-", 1)[1])
+            assert seqs == list(range(start + 1, start + 1 + len(seqs))), (after, seqs)
+    finally:
+        stop.set()
+        await task

@@ -140,7 +140,9 @@ def connect(url: str) -> Any:
                             password=parsed.password)
         return sentinel.master_for(
             parts[0], db=int(parts[1]) if len(parts) > 1 else 0, socket_timeout=5.0)
-    return aioredis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0)
+    # A burst (a reconnect storm) waits for a free connection instead of failing.
+    return aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=100, timeout=5.0, socket_timeout=5.0, socket_connect_timeout=2.0))
 
 
 class RedisBus(FanoutBus):
@@ -239,7 +241,7 @@ class RedisBus(FanoutBus):
                 if entries is None:
                     return Replay([], False)
                 for seq, fields in entries:
-                    if seq not in found:
+                    if seq not in found and seq <= int(current_seq or 0):  # one snapshot
                         found[seq] = self._from_stream(fields, epoch, seq)
         except (RedisError, OSError) as exc:
             raise BusError(f"redis replay failed: {exc}") from exc

@@ -18,17 +18,20 @@ def _ensure_node_modules() -> None:
 
 
 class JsClient:
-    """``node client.mjs`` as a subprocess; its stdout is a JSON line per happening."""
+    """``node client.mjs`` as a subprocess; its stdout is a JSON line per happening.
 
-    def __init__(self, url: str, config: dict[str, Any]) -> None:
-        self.url, self.config = url, config
+    ``script`` runs another driver of the official client in ``tests/js`` (``many.mjs``: many
+    clients in one process) with the same arguments, commands and output lines."""
+
+    def __init__(self, url: str, config: dict[str, Any], script: str = "client.mjs") -> None:
+        self.url, self.config, self.script = url, config, script
         self.lines: list[dict[str, Any]] = []
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> JsClient:
         _ensure_node_modules()
         self.proc = await asyncio.create_subprocess_exec(
-            "node", str(JS_DIR / "client.mjs"), self.url, json.dumps(self.config),
+            "node", str(JS_DIR / self.script), self.url, json.dumps(self.config),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         return self
