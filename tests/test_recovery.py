@@ -72,10 +72,19 @@ async def drop_and_publish_meanwhile(client: JsClient, publisher: str) -> dict[s
     return await client.until("connect", limit=30)
 
 
-async def assert_recovered(client: JsClient, first: dict[str, Any], publisher: str) -> None:
-    """The session came back whole: same sid, every missed event once and in order before
-    live ones, and its order room still joined (a live order event arrives)."""
-    again = await drop_and_publish_meanwhile(client, publisher)
+async def first_event(client: JsClient, publisher: str) -> dict[str, Any]:
+    """The client's first CONNECT line, once it has received the event ``before``."""
+    await publish(publisher, [{**ticks("before", 1)[0], "id": "before"}])
+    await receive(client, 1)
+    return client.of("connect")[0]
+
+
+async def assert_recovered(client: JsClient, first: dict[str, Any], publisher: str,
+                           again: dict[str, Any] | None = None) -> None:
+    """The session came back whole (``again``: its new CONNECT line, else after a drop):
+    same sid, every missed event once and in order before live ones, and its order room
+    still joined (a live order event arrives)."""
+    again = again or await drop_and_publish_meanwhile(client, publisher)
     assert again["recovered"] is True and again["id"] == first["id"], again
     await publish(publisher, ticks("live", 3))  # user, role and order room
     await receive(client, 1 + MISSED + 3)
@@ -90,10 +99,8 @@ async def test_dropped_transport_recovers_the_session() -> None:
     async with run_server() as srv:
         client = await official(srv.url)
         try:
-            first = client.of("connect")[0]
+            first = await first_event(client, srv.url)
             assert first["recovered"] is False
-            await publish(srv.url, [{**ticks("before", 1)[0], "id": "before"}])
-            await receive(client, 1)
             await assert_recovered(client, first, srv.url)
         finally:
             await client.kill()
@@ -109,19 +116,13 @@ async def test_recovers_on_the_other_instance_after_kill_9(
         async with forwarding(a.port) as balancer:
             client = await official(balancer.url)
             try:
-                first = client.of("connect")[0]
-                await publish(b.url, [{**ticks("before", 1)[0], "id": "before"}])
-                await receive(client, 1)
+                first = await first_event(client, b.url)
                 balancer.target_port = b.port  # the balancer now sends new connections to B
                 a.kill()  # kill -9: no disconnect hook runs on A
                 await client.until("disconnect")
                 await publish(b.url, ticks("missed", MISSED))
-                again = await client.until("connect", limit=30)
-                assert again["recovered"] is True and again["id"] == first["id"], again
-                await publish(b.url, ticks("live", 3))
-                await receive(client, 1 + MISSED + 3)
-                assert tick_ids(client) == ["before"] + [f"missed{n}" for n in range(MISSED)] \
-                    + ["live0", "live1", "live2"]
+                await assert_recovered(client, first, b.url,
+                                       await client.until("connect", limit=30))
             finally:
                 await client.kill()
     finally:
@@ -136,9 +137,7 @@ async def test_recovers_across_a_sigterm_restart(redis_server: RedisServer) -> N
     try:
         client = await official(server.url, reconnectionDelay=4000)
         try:
-            first = client.of("connect")[0]
-            await publish(server.url, [{**ticks("before", 1)[0], "id": "before"}])
-            await receive(client, 1)
+            first = await first_event(client, server.url)
             assert server.proc is not None
             server.proc.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(server.proc.wait, 20) == 0
@@ -146,12 +145,8 @@ async def test_recovers_across_a_sigterm_restart(redis_server: RedisServer) -> N
             restarted = ServerProcess(env, port=server.port)
             server = await restarted.start()
             await publish(server.url, ticks("missed", MISSED))  # before the client is back
-            again = await client.until("connect", limit=30)
-            assert again["recovered"] is True and again["id"] == first["id"], again
-            await publish(server.url, ticks("live", 3))
-            await receive(client, 1 + MISSED + 3)
-            assert tick_ids(client) == ["before"] + [f"missed{n}" for n in range(MISSED)] \
-                + ["live0", "live1", "live2"]
+            await assert_recovered(client, first, server.url,
+                                   await client.until("connect", limit=30))
         finally:
             await client.kill()
     finally:
@@ -167,9 +162,7 @@ async def test_unrecoverable_sessions_start_afresh(case: str) -> None:
         client = await official(srv.url, reconnectionDelay=2500 if case == "window passed"
                                 else 1500)
         try:
-            first = client.of("connect")[0]
-            await publish(srv.url, [{**ticks("before", 1)[0], "id": "before"}])
-            await receive(client, 1)
+            first = await first_event(client, srv.url)
             if case == "other user":
                 await client.send({"cmd": "auth", "auth": {"token": token("eve", ["ops"])}})
             again = await drop_and_publish_meanwhile(client, srv.url)
