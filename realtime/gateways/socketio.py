@@ -64,6 +64,17 @@ class SocketIOOptions:
     disconnect_after: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Recovering:
+    """A session being recovered: its record, its order rooms still allowed, what it missed
+    (read before the sid is taken) and where that read started."""
+
+    record: SessionRecord
+    orders: list[str]
+    replay: Replay
+    start: str | None
+
+
 @dataclass(eq=False)
 class Connection(Session):
     """A Socket.IO session: limits, timers, and what its recovery restores."""
@@ -232,55 +243,65 @@ class SocketIOGateway:
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, {"code": exc.code}) from None
         order_ids = await self._connect_orders(identity, auth.get("orders"))
-        record = None
-        if self.recovery.enabled and "pid" in auth:
-            record = await self.recovery.find(auth["pid"], identity)
+        recovering = await self._recoverable(auth, identity, order_ids)
         restored_orders: list[str] | None = None
-        replay = Replay([], True)
-        if record is not None:
-            # Read what it missed before taking the sid: a gap makes it a new session.
-            restored = await self.core.allowed_orders(identity, record.orders, order_ids)
-            start = await self.recovery.replay_from(auth.get("offset"), record)
-            if start is not None:
-                rooms = {*identity.rooms, *record.granted,
-                         *(f"order:{order}" for order in order_ids + restored)}
-                replay = await self.core.replay(Session(record.sid, "socketio", rooms=rooms),
-                                                start)
-            if replay.recovered:
-                order_ids += restored
-                await self._evict(record.sid)
-            else:
-                record = None
+        if recovering is not None:
+            order_ids += recovering.orders
+            await self._evict(recovering.record.sid)
         elif position:
             restored_orders = await self._recent_orders(identity, order_ids)
             order_ids += restored_orders or []
         since = await self.recovery.start_position() if self.recovery.enabled else None
-        sid = await request.register(record.sid if record and record.sid not in
-                                     self.connections else None)
+        sid = await request.register(recovering.record.sid if recovering and
+                                     recovering.record.sid not in self.connections else None)
         conn = self._open(sid)
-        if record is not None or position:  # hold live messages from the moment it joins rooms
+        if recovering is not None or position:  # hold live messages from joining rooms on
             self._catching_up[sid] = (conn, CatchUp())
         await self._adopt(conn, identity)
         for room in self.core.join_orders(conn, order_ids):
             await self.sio.enter_room(sid, room)
-        if record is not None:
-            await self._grant(conn, record.granted, ())
-            # What was published between that read and joining the rooms.
-            last = replay.messages[-1].position if replay.messages else start
-            more = await self.core.replay(conn, last) if last is not None else Replay([], True)
-            if more.recovered:
-                conn.pid, conn.since = auth["pid"], record.since
+        if recovering is not None:
+            replay = await self._catch_up_recovery(conn, recovering)
+            if replay.recovered:
+                conn.pid, conn.since = auth["pid"], recovering.record.since
                 self._remember(conn)
-                replay = Replay(replay.messages + more.messages, True)
                 return self._answer(conn, lambda: self._release(conn, replay))
         conn.pid, conn.since = self._new_pid(), since
         self._remember(conn)
         if position:
             return self._answer(conn, lambda: self._replay_on_connect(conn, position,
                                                                       restored_orders))
-        if record is not None:  # history trimmed meanwhile: not recovered, live at once
+        if recovering is not None:  # history trimmed meanwhile: not recovered, live at once
             return self._answer(conn, lambda: self._release(conn, Replay([], False)))
         return self._answer(conn)
+
+    async def _recoverable(self, auth: dict[str, Any], identity: Identity,
+                           order_ids: list[str]) -> _Recovering | None:
+        """The session ``auth.pid`` names, if it is ``identity``'s user's, unexpired, and all
+        it missed is still in the history (read now, before the sid is taken: a gap makes a
+        new session, never a partial replay)."""
+        if not self.recovery.enabled or "pid" not in auth:
+            return None
+        record = await self.recovery.find(auth["pid"], identity)
+        if record is None:
+            return None
+        restored = await self.core.allowed_orders(identity, record.orders, order_ids)
+        start = await self.recovery.replay_from(auth.get("offset"), record)
+        replay = Replay([], True)
+        if start is not None:
+            rooms = {*identity.rooms, *record.granted,
+                     *(f"order:{order}" for order in order_ids + restored)}
+            replay = await self.core.replay(Session(record.sid, "socketio", rooms=rooms), start)
+        return _Recovering(record, restored, replay, start) if replay.recovered else None
+
+    async def _catch_up_recovery(self, conn: Connection, recovering: _Recovering) -> Replay:
+        """With the rooms joined: the granted rooms too, and what was published between the
+        first read and joining (live messages are held meanwhile)."""
+        await self._grant(conn, recovering.record.granted, ())
+        first = recovering.replay
+        last = first.messages[-1].position if first.messages else recovering.start
+        more = await self.core.replay(conn, last) if last is not None else Replay([], True)
+        return Replay(first.messages + more.messages, more.recovered)
 
     def _open(self, sid: str) -> Connection:
         conn = Connection(sid, "socketio", bucket=TokenBucket(self.options.rate_per_second,
