@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import secrets
 import time
 from collections.abc import Iterable, Sequence
@@ -45,6 +44,7 @@ from realtime.bus.base import (
     body_parts,
     parse_position,
 )
+from realtime.bus.channel import listen_forever
 from realtime.routing import Delivery
 from realtime.tasks import cancel_task
 
@@ -305,33 +305,22 @@ class RedisBus(FanoutBus):
     # --- listening --------------------------------------------------------------------
 
     async def _listen_forever(self) -> None:
-        delay = 0.1
         first = True
-        while True:
-            pubsub: Any = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(self.channel)
-                self.connected = True
-                if not first:
-                    self.reconnects += 1
-                    await self._catch_up()
-                first = False
-                delay = 0.1
-                while True:
-                    raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if raw is not None and raw["type"] in ("message", b"message"):
-                        await self.on_raw(raw["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.connected = False
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("redis listener lost (%s); reconnecting", self.last_error)
-                await asyncio.sleep(random.uniform(delay / 2, delay))
-                delay = min(5.0, delay * 2)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+
+        async def subscribed() -> None:
+            nonlocal first
+            self.connected = True
+            if not first:
+                self.reconnects += 1
+                await self._catch_up()
+            first = False
+
+        def lost(exc: Exception) -> None:
+            self.connected = False
+            self.last_error = f"{type(exc).__name__}: {exc}"
+
+        await listen_forever(self.redis, self.channel, self.on_raw, name="redis listener",
+                             on_subscribed=subscribed, on_lost=lost)
 
     async def on_raw(self, data: bytes) -> None:
         """Handle one channel message (a batch); skips cheaply what no local room wants."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
+from realtime.bus.channel import listen_forever
 from realtime.control.commands import Command, CommandError, parse_command, to_event
 from realtime.dependency import DependencyError
 from realtime.tasks import cancel_task
@@ -120,26 +120,7 @@ class RedisControlBus(ControlBus):
         return Outcome(sum(pending.counts), receivers, len(pending.counts))
 
     async def _listen_forever(self) -> None:
-        delay = 0.1
-        while True:
-            pubsub: Any = self._redis.pubsub()
-            try:
-                await pubsub.subscribe(self.channel)
-                delay = 0.1
-                while True:
-                    raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if raw is not None and raw["type"] in ("message", b"message"):
-                        await self._on_raw(raw["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("control listener lost (%s: %s); reconnecting",
-                            type(exc).__name__, exc)
-                await asyncio.sleep(random.uniform(delay / 2, delay))
-                delay = min(5.0, delay * 2)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+        await listen_forever(self._redis, self.channel, self._on_raw, name="control listener")
 
     async def _on_raw(self, data: bytes) -> None:
         try:
