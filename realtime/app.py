@@ -169,8 +169,8 @@ def build_server(settings: Settings, *, request_sink: RequestSink | None = None)
                               "rooms": len(bus.interest)}
     readiness.add("bus", bus.status)
 
-    def dispatched(message: Message, seconds: float) -> None:
-        metrics.deliveries.inc()
+    def dispatched(messages: list[Message], seconds: float) -> None:
+        metrics.deliveries.inc(len(messages))
         metrics.fanout_seconds.observe(seconds)
 
     bus.on_dispatched = dispatched

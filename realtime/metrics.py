@@ -44,7 +44,9 @@ class Metrics:
             "realtime_messages_fanned_out_total",
             "Bus messages handed to this instance's gateways.", registry=registry)
         self.fanout_seconds = Histogram(
-            "realtime_fanout_seconds", "Time to hand one bus message to local recipients.",
+            "realtime_fanout_seconds",
+            "Time to hand one bus batch (a publish, a Kafka fetch, a channel message) to local "
+            "recipients.",
             buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
             registry=registry)
         self.client_refusals = Counter(

@@ -47,8 +47,8 @@ class Sink:
             bus.interest.add(room)
         bus.subscribe(self.receive)
 
-    async def receive(self, message: Message) -> None:
-        self.messages.append(message)
+    async def receive(self, messages: list[Message]) -> None:
+        self.messages.extend(messages)
 
     async def wait(self, count: int) -> list[Message]:
         async with asyncio.timeout(5):

@@ -14,14 +14,14 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from realtime.dependency import DependencyError
 from realtime.routing import Delivery
-from realtime.transport.payload import EncodedPayload, encode_json
+from realtime.transport.payload import encode_json
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ class BusError(DependencyError):
 
 
 def format_position(epoch: str, seq: int) -> str:
+    """Positions are made only here and in the Redis script: ``<hex epoch>-<digits>``, so
+    they are JSON strings as they are (no escaping)."""
     return f"{epoch}-{seq}"
 
 
@@ -67,15 +69,12 @@ class Message:
     event_id: str
     position: str
     body: bytes
-    _data: EncodedPayload | None = field(default=None, repr=False)
 
     @property
-    def data(self) -> EncodedPayload:
-        """The body decoded once per instance (never per recipient); it keeps ``body``, so
-        the Socket.IO manager sends these bytes instead of encoding the dict again."""
-        if self._data is None:
-            self._data = EncodedPayload(orjson.loads(self.body), self.body)
-        return self._data
+    def data(self) -> dict[str, Any]:
+        """The body decoded (history answers, tests): gateways send ``body`` as it is."""
+        data: dict[str, Any] = orjson.loads(self.body)
+        return data
 
     @property
     def seq(self) -> int:
@@ -91,7 +90,9 @@ class Replay:
     recovered: bool
 
 
-Listener = Callable[[Message], Awaitable[None]]
+#: Gets the messages of one publish (an HTTP request's events, a Kafka fetch, a channel
+#: message) at once, in order: per-batch work is paid once, not per message.
+Listener = Callable[[list[Message]], Awaitable[None]]
 #: One event of a batch publish: its id and what to deliver.
 Batch = tuple[str, Sequence[Delivery]]
 
@@ -135,25 +136,28 @@ class FanoutBus(ABC):
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
         self.interest = RoomInterest()
-        #: Called after each local dispatch with (message, seconds); the server records metrics.
-        self.on_dispatched: Callable[[Message, float], None] | None = None
+        #: Called after each local dispatch with (messages, seconds); the server records metrics.
+        self.on_dispatched: Callable[[list[Message], float], None] | None = None
         self.reconnects = 0
         self.trims = 0
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    async def dispatch(self, message: Message) -> None:
-        """Hand a message to every local listener; a failing listener never stops the others."""
+    async def dispatch(self, messages: list[Message]) -> None:
+        """Hand messages (in order) to every local listener; a failing listener never stops
+        the others."""
+        if not messages:
+            return
         started = time.perf_counter()
         for listener in self._listeners:
             try:
-                await listener(message)
+                await listener(messages)
             except Exception:
-                log.exception("listener failed for event %s", message.event_id,
-                              extra={"eventId": message.event_id, "rooms": len(message.rooms)})
+                log.exception("listener failed for %d message(s) from event %s", len(messages),
+                              messages[0].event_id, extra={"eventId": messages[0].event_id})
         if self.on_dispatched is not None:
-            self.on_dispatched(message, time.perf_counter() - started)
+            self.on_dispatched(messages, time.perf_counter() - started)
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect to the backend (no-op for memory)."""

@@ -10,11 +10,11 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 
 from realtime.bus.base import (
+    Batch,
     FanoutBus,
     Message,
     Replay,
     body_parts,
-    format_position,
     parse_position,
 )
 from realtime.routing import Delivery
@@ -24,31 +24,40 @@ SWEEP_SECONDS = 30.0
 
 
 class DedupWindow:
-    """Keys seen within the last ``window`` seconds (bounded in count, oldest evicted)."""
+    """Keys seen within the last ``window`` seconds (bounded in count, oldest evicted).
+
+    A batch asks :meth:`expire` once, then tests membership (``in``) and adds (:meth:`add`)
+    keys: the expiry walk is paid per batch, not per key."""
 
     def __init__(self, window: float, clock: Callable[[], float] = time.monotonic,
                  max_entries: int = MAX_DEDUP_ENTRIES) -> None:
         self.window = window
         self._clock = clock
         self._max = max_entries
-        self._expiry: OrderedDict[str, float] = OrderedDict()
+        self._expiry: OrderedDict[str, float] = OrderedDict()  # O(1) oldest-first
 
-    def seen(self, key: str) -> bool:
-        """Whether ``key`` was claimed within the window (expired keys are forgotten here)."""
+    def expire(self) -> None:
+        """Forget keys whose window has passed (and the oldest beyond ``max_entries``)."""
         now = self._clock()
         expiry = self._expiry
         while expiry:
-            oldest, deadline = next(iter(expiry.items()))
-            if deadline > now and len(expiry) < self._max:
+            oldest = next(iter(expiry))
+            if expiry[oldest] > now and len(expiry) < self._max:
                 break
             del expiry[oldest]
-        return key in expiry
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._expiry
+
+    def add(self, key: str) -> None:
+        self._expiry[key] = self._clock() + self.window
 
     def claim(self, key: str) -> bool:
         """True the first time ``key`` is seen in the window (and it is now claimed)."""
-        if self.seen(key):
+        self.expire()
+        if key in self._expiry:
             return False
-        self._expiry[key] = self._clock() + self.window
+        self.add(key)
         return True
 
 
@@ -81,24 +90,47 @@ class MemoryBus(FanoutBus):
 
     async def publish(self, event_id: str,
                       deliveries: Sequence[Delivery]) -> list[Message] | None:
-        if self._dedup.seen(event_id):
-            return None
-        parts = [body_parts(event_id, delivery.payload) for delivery in deliveries]
-        # Encoded without error: from here nothing can fail, so the id is claimed now.
-        self._dedup.claim(event_id)
+        return (await self.publish_many([(event_id, deliveries)]))[0]
+
+    async def publish_many(self, batch: Sequence[Batch]) -> list[list[Message] | None]:
+        """The whole batch, all or nothing: every body is encoded before any id is claimed,
+        then positions, history and one dispatch of all the messages."""
+        dedup = self._dedup
+        dedup.expire()
+        fresh: list[tuple[str, Sequence[Delivery], list[tuple[bytes, bytes]]]] = []
+        claimed: set[str] = set()
+        for event_id, deliveries in batch:
+            if event_id in dedup or event_id in claimed:
+                continue
+            claimed.add(event_id)
+            fresh.append((event_id, deliveries,
+                          [body_parts(event_id, delivery.payload) for delivery in deliveries]))
+        # Encoded without error: from here nothing can fail, so the ids are claimed now.
         now = self._clock()
-        messages = []
-        for delivery, (head, tail) in zip(deliveries, parts, strict=True):
-            self._seq += 1
-            position = format_position(self.epoch, self._seq)
-            message = Message(delivery.event, delivery.rooms, event_id, position,
-                              head + position.encode() + tail)
-            for room in delivery.rooms:
-                self._append(room, now, message)
-            messages.append(message)
-        for message in messages:
-            await self.dispatch(message)
-        return messages
+        epoch, seq, rooms, size = self.epoch, self._seq, self._rooms, self._size
+        published: dict[str, list[Message]] = {}
+        everything: list[Message] = []
+        for event_id, deliveries, parts in fresh:
+            dedup.add(event_id)
+            messages = published[event_id] = []
+            for delivery, (head, tail) in zip(deliveries, parts, strict=True):
+                seq += 1
+                position = f"{epoch}-{seq}"
+                message = Message(delivery.event, delivery.rooms, event_id, position,
+                                  head + position.encode() + tail)
+                for room in delivery.rooms:
+                    history = rooms.get(room)
+                    if history is None:
+                        history = rooms[room] = deque()
+                    history.append((now, message))
+                    if len(history) > size or history[0][0] < now - self._ttl:
+                        self._trim(room, history, now)
+                messages.append(message)
+            everything.extend(messages)
+        self._seq = seq
+        await self.dispatch(everything)
+        # The first occurrence of an id in the batch publishes; the others are duplicates.
+        return [published.pop(event_id, None) for event_id, _ in batch]
 
     async def replay(self, rooms: Iterable[str], position: str) -> Replay:
         parsed = parse_position(position)
@@ -122,11 +154,7 @@ class MemoryBus(FanoutBus):
                 found[seq] = message
         return Replay([found[seq] for seq in sorted(found)], True)
 
-    def _append(self, room: str, now: float, message: Message) -> None:
-        history = self._rooms.get(room)
-        if history is None:
-            history = self._rooms[room] = deque()
-        history.append((now, message))
+    def _trim(self, room: str, history: deque[tuple[float, Message]], now: float) -> None:
         if len(history) > self._size:
             self._trimmed[room] = history.popleft()[1].seq
             self.trims += 1

@@ -325,6 +325,8 @@ class RedisBus(FanoutBus):
     async def on_raw(self, data: bytes) -> None:
         """Handle one channel message (a batch); skips cheaply what no local room wants."""
         lines = data.split(b"\n")
+        wanted: list[Message] = []
+        interest = self.interest
         for index in range(0, len(lines) - 1, 2):
             event, rooms, event_id, position = orjson.loads(lines[index])
             epoch, _, seq_text = position.rpartition("-")
@@ -334,9 +336,9 @@ class RedisBus(FanoutBus):
             elif seq <= self._last_seq:
                 continue  # already dispatched (catch-up overlap)
             self._last_seq = seq
-            if self.interest.any(rooms):
-                await self.dispatch(Message(event, tuple(rooms), event_id, position,
-                                            lines[index + 1]))
+            if interest.any(rooms):
+                wanted.append(Message(event, tuple(rooms), event_id, position, lines[index + 1]))
+        await self.dispatch(wanted)
 
     async def _catch_up(self) -> None:
         """After a reconnect, dispatch what local rooms missed while we were deaf."""
@@ -350,9 +352,9 @@ class RedisBus(FanoutBus):
             self._epoch, self._last_seq = current.decode(), 0
         rooms = list(self.interest)
         replay = await self.replay(rooms, f"{self._epoch}-{self._last_seq}")
-        for message in replay.messages:
-            if message.seq > self._last_seq:
-                self._last_seq = message.seq
-                await self.dispatch(message)
+        missed = [message for message in replay.messages if message.seq > self._last_seq]
+        if missed:
+            self._last_seq = missed[-1].seq
+        await self.dispatch(missed)
         if replay.messages:
             log.info("caught up %d message(s) after reconnect", len(replay.messages))

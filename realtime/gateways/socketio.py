@@ -39,6 +39,7 @@ from realtime.requests import UserUpdateRequests
 from realtime.state.sessions import MemorySessions, SessionRecord
 from realtime.transport.engineio import EngineConfig, EngineServer
 from realtime.transport.manager import IndexedManager
+from realtime.transport.payload import event_packet
 from realtime.transport.socketio import (
     ConnectAnswer,
     ConnectRequest,
@@ -128,7 +129,7 @@ class SocketIOGateway:
         self._on("unsubscribe_order_updates", self._unsubscribe)
         self._on("user_update_request", self._user_update)
         self._on("resume", self._resume)
-        core.bus.subscribe(self.on_message)
+        core.bus.subscribe(self.on_messages)
 
     def attach(self, app: web.Application) -> None:
         self.sio.attach(app)
@@ -185,36 +186,40 @@ class SocketIOGateway:
 
     # --- fan-out -------------------------------------------------------------------
 
-    async def on_message(self, message: Message) -> None:
-        """Bus listener: emit to the message's rooms (each socket once)."""
-        skip: list[str] | None = None
-        if self._catching_up:
-            skip = []
-            for sid, (conn, catch_up) in list(self._catching_up.items()):
-                if conn.rooms.isdisjoint(message.rooms):
-                    continue
-                if not catch_up.admit(message):
-                    skip.append(sid)
-                elif catch_up.done:
-                    del self._catching_up[sid]
-        rooms = message.rooms
-        # Straight to the manager (the Admin UI, when on, still sees it): python-socketio's
-        # ``emit`` only adds argument shuffling and a log call per event.
-        await self.sio.manager.emit(message.event, self._payload(message), "/",
-                                    room=rooms[0] if len(rooms) == 1 else list(rooms),
-                                    skip_sid=skip)
+    async def on_messages(self, messages: list[Message]) -> None:
+        """Bus listener: each message to its rooms (each socket once), as one packet built
+        around the body the bus encoded."""
+        send = self.sio.manager.send_encoded
+        offsets = self.recovery.enabled
+        for message in messages:
+            skip = self._held_back(message) if self._catching_up else None
+            rooms = message.rooms
+            send("/", rooms[0] if len(rooms) == 1 else rooms, self._packet(message, offsets),
+                 skip)
 
-    def _payload(self, message: Message) -> Any:
-        """The message's encoded body; with recovery on, its position follows as the
-        event's last argument (the client's recovery offset), the same for every recipient."""
-        data = message.data
-        if self.recovery.enabled:
-            data.offset = message.position
-        return data
+    def _held_back(self, message: Message) -> list[str]:
+        """Sockets still catching up that must not get ``message`` live (their catch-up
+        sends it, or already did)."""
+        skip = []
+        for sid, (conn, catch_up) in list(self._catching_up.items()):
+            if conn.rooms.isdisjoint(message.rooms):
+                continue
+            if not catch_up.admit(message):
+                skip.append(sid)
+            elif catch_up.done:
+                del self._catching_up[sid]
+        return skip
+
+    @staticmethod
+    def _packet(message: Message, offsets: bool) -> bytes:
+        """The message's EVENT packet; with recovery on, its position follows as the event's
+        last argument (the client's recovery offset), the same for every recipient."""
+        return event_packet(message.event, message.body, message.position if offsets else None)
 
     async def _send_messages(self, sid: str, messages: list[Message]) -> None:
+        offsets = self.recovery.enabled
         for message in messages:
-            await self.sio.emit(message.event, self._payload(message), to=sid)
+            self.sio.manager.send_encoded("/", sid, self._packet(message, offsets))
 
     def _on_slow(self, eio_sid: str) -> None:
         self.metrics.slow_disconnects.labels("websocket").inc()

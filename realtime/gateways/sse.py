@@ -82,7 +82,7 @@ class SSEGateway:
         self.by_room: dict[str, set[Stream]] = {}
         self.streams: set[Stream] = set()
         self._bytes = metrics.sse_bytes
-        core.bus.subscribe(self.on_message)
+        core.bus.subscribe(self.on_messages)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/sse", self.handle)
@@ -90,23 +90,28 @@ class SSEGateway:
 
     # --- fan-out ---------------------------------------------------------------------
 
-    async def on_message(self, message: Message) -> None:
-        """Queue one shared frame to every local stream in the message's rooms."""
-        recipients: set[Stream] = set()
-        for room in message.rooms:
-            members = self.by_room.get(room)
-            if members:
-                recipients |= members
-        if not recipients:
+    async def on_messages(self, messages: list[Message]) -> None:
+        """Bus listener: queue one shared frame per message to every local stream in its
+        rooms."""
+        by_room = self.by_room
+        if not by_room:
             return
-        data = frame(message.event, message.body, message.position)
-        for stream in recipients:
-            if stream.catch_up is None:
-                self._queue(stream, data)
-            elif stream.catch_up.admit(message):
-                self._queue(stream, data)
-                if stream.catch_up.done:
-                    stream.catch_up = None
+        for message in messages:
+            recipients: set[Stream] = set()
+            for room in message.rooms:
+                members = by_room.get(room)
+                if members:
+                    recipients |= members
+            if not recipients:
+                continue
+            data = frame(message.event, message.body, message.position)
+            for stream in recipients:
+                if stream.catch_up is None:
+                    self._queue(stream, data)
+                elif stream.catch_up.admit(message):
+                    self._queue(stream, data)
+                    if stream.catch_up.done:
+                        stream.catch_up = None
 
     def _queue(self, stream: Stream, data: bytes) -> None:
         if stream.closing:

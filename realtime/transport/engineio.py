@@ -31,7 +31,7 @@ from realtime.transport.connection import WebSocketConnection, take_over
 from realtime.transport.gcpolicy import HeapFreezer
 from realtime.transport.outbox import Flusher, Outbox
 from realtime.transport.teardown import TeardownThrottle
-from realtime.transport.websocket import CloseCode, frame
+from realtime.transport.websocket import CloseCode, frame, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +350,24 @@ class EngineServer:
             else:
                 for packet in packets:
                     socket.send(packet)
+
+    def deliver_text(self, sids: Iterable[str], packet: bytes) -> None:
+        """:meth:`deliver` for one encoded text packet (UTF-8): framed once; decoded only
+        if a long-polling session is among the recipients."""
+        sockets = self.sockets
+        data = text_frame(packet)
+        text: str | None = None
+        for sid in sids:
+            socket = sockets.get(sid)
+            if socket is None:
+                continue
+            ws = socket.ws
+            if ws is not None:
+                ws.send(data)
+            else:
+                if text is None:
+                    text = packet.decode()
+                socket.send(text)
 
     # --- handlers -------------------------------------------------------------------------
 

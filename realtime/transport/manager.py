@@ -7,9 +7,9 @@ index and set-backed pending collections.
 
 Its ``emit`` is the broadcast fast path: the packet is encoded and framed once and handed
 to each recipient's session through :meth:`EngineServer.deliver
-<realtime.transport.engineio.EngineServer.deliver>`, with no task per recipient. A payload
-that arrives encoded (:class:`~realtime.transport.payload.EncodedPayload`, a bus message's
-``data``) is not encoded again: the packet is put together around its bytes.
+<realtime.transport.engineio.EngineServer.deliver>`, with no task per recipient. A packet
+that arrives encoded (a bus message's, :func:`~realtime.transport.payload.event_packet`)
+goes out through :meth:`IndexedManager.send_encoded` as it is.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import socketio
 from bidict import ValueDuplicationError
 from socketio import packet
 
-from realtime.transport.payload import EncodedPayload, event_packet
-from realtime.transport.websocket import frame, text_frame
+from realtime.transport.websocket import frame
 
 #: python-socketio manager members this class overrides or reads (checked by
 #: ``tests/test_seams.py``): the pending collections and the ``basic_*`` room primitives.
@@ -60,11 +59,6 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
             return
         if namespace not in self.rooms:
             return
-        if type(data) is EncodedPayload:
-            raw = b"4" + event_packet(event, data, namespace)
-            self.server.eio.deliver(self._recipients(namespace, to or room, skip_sid),
-                                    [raw.decode()], [text_frame(raw)])
-            return
         args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
         encoded = self.server.packet_class(packet.EVENT, namespace=namespace,
                                            data=[event, *args]).encode()
@@ -73,6 +67,13 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
         frames = [frame(p) for p in packets]
         self.server.eio.deliver(self._recipients(namespace, to or room, skip_sid), packets,
                                 frames)
+
+    def send_encoded(self, namespace: str, room: str | tuple[str, ...], packet: bytes,
+                     skip_sid: list[str] | None = None) -> None:
+        """Send an encoded Engine.IO text packet (``42[...]``) to the members of ``room``
+        (or of several rooms, each socket once), except ``skip_sid``."""
+        if namespace in self.rooms:
+            self.server.eio.deliver_text(self._recipients(namespace, room, skip_sid), packet)
 
     def _recipients(self, namespace: str, room: Any, skip_sid: Any) -> Iterable[str]:
         """engine.io sids of a room (or rooms), each once, without ``skip_sid``.

@@ -1,10 +1,10 @@
-"""Event payloads that arrive already encoded, and Socket.IO EVENT packets built from them.
+"""Event payloads encoded once, and Socket.IO EVENT packets built around their bytes.
 
 The bus encodes each delivered body once, with the same JSON settings python-socketio uses
-for its packets (stdlib ``json``, ``separators=(",", ":")``, ASCII escapes). A payload handed
-to the manager as an :class:`EncodedPayload` carries those bytes, so the EVENT packet is
-``2[<event>,<body>]`` put together around them: byte-identical to what python-socketio would
-encode from the decoded dict, without walking or encoding it again.
+for its packets (stdlib ``json``, ``separators=(",", ":")``, ASCII escapes), so the EVENT
+packet is ``42[<event>,<body>]`` put together around those bytes: byte-identical to what
+python-socketio would encode from the decoded dict, without decoding, walking or encoding
+it again.
 """
 
 from __future__ import annotations
@@ -35,29 +35,13 @@ def encode_json(value: Any) -> bytes:
     return _ENCODER.encode(value).encode()
 
 
-class EncodedPayload(dict[str, Any]):
-    """A decoded payload that still carries ``json``, the exact bytes it was decoded from.
-
-    Only the bus makes these, from the body it encoded with :func:`encode_json`; treat
-    the dict as read-only (the bytes would no longer match it)."""
-
-    __slots__ = ("json", "offset")
-
-    def __init__(self, data: dict[str, Any], encoded: bytes) -> None:
-        super().__init__(data)
-        self.json = encoded
-        #: Sent after the payload as the event's last argument when set: the connection-
-        #: state-recovery offset (the delivery's position), the same for every recipient.
-        self.offset: str | None = None
-
-
 _names: dict[tuple[str, str], bytes] = {}
 
 
-def event_packet(event: str, payload: EncodedPayload, namespace: str) -> bytes:
-    """The Socket.IO EVENT packet (without the Engine.IO ``4``) for ``payload`` (and its
-    offset): what python-socketio encodes for ``emit(event, payload)`` (or ``emit(event,
-    (payload, offset))``).
+def event_packet(event: str, body: bytes, offset: str | None, namespace: str = "/") -> bytes:
+    """The Engine.IO message carrying the Socket.IO EVENT packet for ``body`` (a payload
+    encoded by :func:`encode_json`) and ``offset``: what python-socketio sends for
+    ``emit(event, payload)`` (or ``emit(event, (payload, offset))``), byte for byte.
 
     Event names and namespaces repeat, so their encoded prefix is kept (bounded)."""
     prefix = _names.get((namespace, event))
@@ -65,7 +49,7 @@ def event_packet(event: str, payload: EncodedPayload, namespace: str) -> bytes:
         if len(_names) >= MAX_CACHED_NAMES:
             _names.clear()
         space = b"" if namespace == "/" else namespace.encode() + b","
-        prefix = _names[(namespace, event)] = b"2" + space + b"[" + encode_json(event) + b","
-    if payload.offset is None:
-        return prefix + payload.json + b"]"
-    return prefix + payload.json + b"," + encode_json(payload.offset) + b"]"
+        prefix = _names[(namespace, event)] = b"42" + space + b"[" + encode_json(event) + b","
+    if offset is None:
+        return prefix + body + b"]"
+    return prefix + body + b',"' + offset.encode() + b'"]'
