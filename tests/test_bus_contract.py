@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 
+import orjson
 import pytest
 
 from realtime.bus import BusError, FanoutBus, MemoryBus, Message, Replay
@@ -225,6 +227,33 @@ async def test_redis_publishes_a_whole_batch_in_one_script_call(
                  for name in after if name.startswith("cmdstat_")}
         assert calls.get("cmdstat_evalsha") == 1 and calls.get("cmdstat_publish") == 1
         assert not calls.get("cmdstat_xrange") and not calls.get("cmdstat_xdel")
+    finally:
+        await bus.close()
+
+
+async def test_redis_history_entry_is_the_channel_frame_and_older_entries_still_replay(
+        redis_server: RedisServer) -> None:
+    """One field per stream entry (the channel frame; the time is the id's second part), and
+    entries written in the earlier layout (fields h, b, t) are still replayed."""
+    bus = await started(RedisBus(redis_server.url))
+    try:
+        [first] = await bus.publish("n1", push("user:f", 1)) or []
+        [(entry_id, fields)] = await bus.redis.xrange("rt:h:user:f")
+        assert list(fields) == [b"m"]
+        seq, stamp = (int(part) for part in entry_id.split(b"-"))
+        assert first.position.endswith(f"-{seq}") and abs(stamp / 1000 - time.time()) < 60
+        assert fields[b"m"] == orjson.dumps(["tick", ["user:f"], "n1", first.position]) + \
+            b"\n" + first.body
+        epoch = first.position.rsplit("-", 1)[0]
+        old_position = f"{epoch}-{seq + 1}"
+        await bus.redis.incr("rt:seq")
+        await bus.redis.xadd("rt:h:user:f", {
+            "b": b'{"eventId":"o2","position":"' + old_position.encode() + b'","n":2}',
+            "t": int(time.time() * 1000),
+            "h": orjson.dumps(["tick", ["user:f"], "o2", old_position])}, id=f"{seq + 1}-0")
+        replay = await bus.replay(["user:f"], f"{epoch}-{seq - 1}")
+        assert replay.recovered
+        assert [(m.event_id, m.data["n"]) for m in replay.messages] == [("n1", 1), ("o2", 2)]
     finally:
         await bus.close()
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from realtime.bus import BusError
+from realtime.bus import BusError, Message
 from realtime.bus.redis import RedisBus
 from realtime.routing import Delivery
 from support.clients import connected
@@ -20,8 +20,8 @@ async def test_publish_fails_loudly_and_listener_survives_restart(
     bus = RedisBus(redis_server.url)
     received: list[str] = []
 
-    async def listener(message: object) -> None:
-        received.append(message.event_id)  # type: ignore[attr-defined]
+    async def listener(messages: list[Message]) -> None:
+        received.extend(message.event_id for message in messages)
 
     bus.subscribe(listener)
     bus.interest.add("user:1")

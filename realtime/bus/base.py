@@ -21,7 +21,7 @@ import orjson
 
 from realtime.dependency import DependencyError
 from realtime.routing import Delivery
-from realtime.transport.payload import encode_json
+from realtime.transport.payload import encode_json, encode_text
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,10 @@ def body_parts(event_id: str, payload: dict[str, Any]) -> tuple[bytes, bytes]:
     Encoded as python-socketio encodes packets (:func:`encode_json`), so the Socket.IO
     gateway frames these bytes as they are.
     """
-    rest = encode_json({k: v for k, v in payload.items() if k not in ("eventId", "position")})
-    head = b'{"eventId":' + encode_json(event_id) + b',"position":"'
+    if "eventId" in payload or "position" in payload:  # never from the router
+        payload = {k: v for k, v in payload.items() if k not in ("eventId", "position")}
+    rest = encode_json(payload)
+    head = b'{"eventId":' + encode_text(event_id) + b',"position":"'
     tail = b'"}' if rest == b"{}" else b'",' + rest[1:]
     return head, tail
 

@@ -26,39 +26,26 @@ SWEEP_SECONDS = 30.0
 class DedupWindow:
     """Keys seen within the last ``window`` seconds (bounded in count, oldest evicted).
 
-    A batch asks :meth:`expire` once, then tests membership (``in``) and adds (:meth:`add`)
-    keys: the expiry walk is paid per batch, not per key."""
+    A batch asks :meth:`expire` once, then reads and writes :attr:`keys` directly: the
+    expiry walk is paid per batch, not per key."""
 
     def __init__(self, window: float, clock: Callable[[], float] = time.monotonic,
                  max_entries: int = MAX_DEDUP_ENTRIES) -> None:
         self.window = window
         self._clock = clock
         self._max = max_entries
-        self._expiry: OrderedDict[str, float] = OrderedDict()  # O(1) oldest-first
+        #: Key → deadline, oldest first (O(1) at the front, unlike a dict's).
+        self.keys: OrderedDict[str, float] = OrderedDict()
 
     def expire(self) -> None:
         """Forget keys whose window has passed (and the oldest beyond ``max_entries``)."""
         now = self._clock()
-        expiry = self._expiry
+        expiry = self.keys
         while expiry:
             oldest = next(iter(expiry))
             if expiry[oldest] > now and len(expiry) < self._max:
                 break
             del expiry[oldest]
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._expiry
-
-    def add(self, key: str) -> None:
-        self._expiry[key] = self._clock() + self.window
-
-    def claim(self, key: str) -> bool:
-        """True the first time ``key`` is seen in the window (and it is now claimed)."""
-        self.expire()
-        if key in self._expiry:
-            return False
-        self.add(key)
-        return True
 
 
 class MemoryBus(FanoutBus):
@@ -97,33 +84,43 @@ class MemoryBus(FanoutBus):
         then positions, history and one dispatch of all the messages."""
         dedup = self._dedup
         dedup.expire()
+        seen = dedup.keys
         fresh: list[tuple[str, Sequence[Delivery], list[tuple[bytes, bytes]]]] = []
-        claimed: set[str] = set()
         for event_id, deliveries in batch:
-            if event_id in dedup or event_id in claimed:
+            if event_id in seen:
                 continue
-            claimed.add(event_id)
-            fresh.append((event_id, deliveries,
-                          [body_parts(event_id, delivery.payload) for delivery in deliveries]))
+            seen[event_id] = 0.0  # claimed below, once every body is encoded
+            try:
+                parts = [body_parts(event_id, delivery.payload) for delivery in deliveries]
+            except BaseException:
+                for claimed, _, _ in fresh:
+                    del seen[claimed]
+                del seen[event_id]
+                raise
+            fresh.append((event_id, deliveries, parts))
         # Encoded without error: from here nothing can fail, so the ids are claimed now.
         now = self._clock()
-        epoch, seq, rooms, size = self.epoch, self._seq, self._rooms, self._size
+        deadline = now + dedup.window
+        epoch, seq, rooms, size, oldest = self.epoch, self._seq, self._rooms, self._size, \
+            now - self._ttl
         published: dict[str, list[Message]] = {}
         everything: list[Message] = []
         for event_id, deliveries, parts in fresh:
-            dedup.add(event_id)
+            seen[event_id] = deadline
             messages = published[event_id] = []
             for delivery, (head, tail) in zip(deliveries, parts, strict=True):
                 seq += 1
                 position = f"{epoch}-{seq}"
                 message = Message(delivery.event, delivery.rooms, event_id, position,
                                   head + position.encode() + tail)
+                entry = (now, message)
                 for room in delivery.rooms:
                     history = rooms.get(room)
                     if history is None:
-                        history = rooms[room] = deque()
-                    history.append((now, message))
-                    if len(history) > size or history[0][0] < now - self._ttl:
+                        rooms[room] = deque((entry,))
+                        continue
+                    history.append(entry)
+                    if len(history) > size or history[0][0] < oldest:
                         self._trim(room, history, now)
                 messages.append(message)
             everything.extend(messages)

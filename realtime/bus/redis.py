@@ -13,7 +13,9 @@ position the script fills in: the script does no JSON.
 
 A channel message is one or more ``header_json \\n body`` pairs joined by ``\\n`` (bodies are
 compact JSON with ASCII escapes: never a raw newline), so an instance with no local
-recipient decodes only the small headers and skips the rest. History is bounded exactly
+recipient decodes only the small headers and skips the rest. A room's history entry is that
+pair as one field (``m``), its time the second part of the entry id (``<seq>-<ms>``): one
+field per ``XADD``, the script builds each frame once. History is bounded exactly
 where it is read: :meth:`RedisBus.replay` keeps the newest ``history_size`` entries of a
 room and none older than ``history_ttl``, like the memory bus. After a listener reconnect
 the instance catches up its local rooms from the streams, so a pub/sub outage loses nothing.
@@ -64,7 +66,7 @@ for e = 1, count do
   local event_id, ndeliveries = ARGV[i], tonumber(ARGV[i + 1])
   local start = i + 2
   i = start
-  for _ = 1, ndeliveries do i = i + 5 + tonumber(ARGV[i + 4]) end
+  for _ = 1, ndeliveries do i = i + 4 + tonumber(ARGV[i + 3]) end
   local key = prefix .. 'dedup:' .. event_id
   local taken = not redis.call('SET', key, '1', 'NX', 'EX', dedup_ttl)
   events[e] = {ndeliveries, start, taken}
@@ -96,19 +98,19 @@ local function publish()
     else
       local positions = {}
       for d = 1, ndeliveries do
-        local nrooms = tonumber(ARGV[j + 4])
+        local nrooms = tonumber(ARGV[j + 3])
         seq = seq + 1
-        local id, position = seq .. '-0', epoch .. '-' .. seq
-        local body = ARGV[j] .. position .. ARGV[j + 1]
-        local header = ARGV[j + 2] .. position .. ARGV[j + 3]
-        for r = j + 5, j + 4 + nrooms do
-          redis.call('XADD', prefix .. 'h:' .. ARGV[r], 'MAXLEN', '~', maxlen, id,
-                     'b', body, 't', now, 'h', header)
+        -- The entry id carries the time (its second part); the entry is the channel
+        -- frame itself: header, newline, body, the position written into both.
+        local id, position = seq .. '-' .. now, epoch .. '-' .. seq
+        local frame = ARGV[j] .. position .. ARGV[j + 1] .. position .. ARGV[j + 2]
+        for r = j + 4, j + 3 + nrooms do
+          redis.call('XADD', prefix .. 'h:' .. ARGV[r], 'MAXLEN', '~', maxlen, id, 'm', frame)
           written[ARGV[r]] = true
         end
-        frames[#frames + 1] = header .. '\\n' .. body
+        frames[#frames + 1] = frame
         positions[d] = position
-        j = j + 5 + nrooms
+        j = j + 4 + nrooms
       end
       results[e] = positions
     end
@@ -143,6 +145,12 @@ def connect(url: str) -> Any:
     # A burst (a reconnect storm) waits for a free connection instead of failing.
     return aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
         url, max_connections=100, timeout=5.0, socket_timeout=5.0, socket_connect_timeout=2.0))
+
+
+def _entry_time(entry_id: bytes, fields: dict[bytes, bytes]) -> int:
+    """When a history entry was written (ms): its id's second part (older entries: ``t``)."""
+    stamp = fields.get(b"t")
+    return int(stamp) if stamp is not None else int(entry_id.split(b"-")[1])
 
 
 class RedisBus(FanoutBus):
@@ -208,7 +216,7 @@ class RedisBus(FanoutBus):
                 head, tail = body_parts(event_id, delivery.payload)
                 heads_tails.append((head, tail))
                 header = orjson.dumps([delivery.event, delivery.rooms, event_id, ""])
-                args += [head, tail, header[:-2], header[-2:], len(delivery.rooms),
+                args += [header[:-2], header[-2:] + b"\n" + head, tail, len(delivery.rooms),
                          *delivery.rooms]
             parts.append(heads_tails)
         try:
@@ -257,7 +265,7 @@ class RedisBus(FanoutBus):
         if len(newest) > self._size:
             return None  # more than the history keeps came after `after`
         entries = [(int(entry_id.split(b"-")[0]), fields) for entry_id, fields in reversed(newest)]
-        if entries and int(entries[0][1][b"t"]) < (time.time() - self._ttl) * 1000:
+        if newest and _entry_time(*newest[-1]) < (time.time() - self._ttl) * 1000:
             return None  # the oldest of them has aged out
         if await self._trimmed_after(stream, after, entries):
             return None
@@ -299,8 +307,13 @@ class RedisBus(FanoutBus):
 
     @staticmethod
     def _from_stream(fields: dict[bytes, bytes], epoch: str, seq: int) -> Message:
-        event, rooms, event_id, position = orjson.loads(fields[b"h"])
-        return Message(event, tuple(rooms), event_id, position, fields[b"b"])
+        frame = fields.get(b"m")
+        if frame is None:  # written by 0.x before the frame field: h, b and t
+            header, body = fields[b"h"], fields[b"b"]
+        else:
+            header, _, body = frame.partition(b"\n")
+        event, rooms, event_id, position = orjson.loads(header)
+        return Message(event, tuple(rooms), event_id, position, body)
 
     # --- listening --------------------------------------------------------------------
 

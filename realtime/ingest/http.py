@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from realtime.dependency import DependencyError
@@ -104,7 +105,8 @@ class PublishEndpoint:
                               duplicates=[]) from None
         accepted = [r.event_id for r in results if not r.duplicate]
         duplicates = [r.event_id for r in results if r.duplicate]
-        return web.json_response({"accepted": accepted, "duplicates": duplicates}, status=202)
+        return web.Response(body=orjson.dumps({"accepted": accepted, "duplicates": duplicates}),
+                            status=202, content_type="application/json")
 
     async def _publish_once(self, key: str, print_: str, routed: list[Routed]) -> web.Response:
         """Publish under an idempotency key: the first answer is kept for the key's body."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from realtime.routing.errors import RoutingError
 
+_CONTAINERS = (dict, list)
+
 #: Most levels of objects and lists in one event, the event object itself counting as one.
 MAX_DEPTH = 32
 
@@ -17,16 +19,16 @@ MAX_DEPTH = 32
 def check_depth(value: object, limit: int = MAX_DEPTH) -> None:
     """Raise ``RoutingError("too_deep")`` when containers nest deeper than ``limit``.
 
-    Iterative, so a hostile 1,024-level document cannot exhaust the Python stack.
-    """
-    if not isinstance(value, dict | list):
+    Iterative, so a hostile 1,024-level document cannot exhaust the Python stack; only
+    containers are visited (a flat payload costs one pass over its values)."""
+    if not isinstance(value, _CONTAINERS):
         return
     stack: list[tuple[dict[object, object] | list[object], int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if depth > limit:
-            raise RoutingError("too_deep",
-                               f"event nests objects/lists more than {limit} levels deep")
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, dict | list):
+        for child in node.values() if type(node) is dict or isinstance(node, dict) else node:
+            if isinstance(child, _CONTAINERS):
+                if depth >= limit:
+                    raise RoutingError(
+                        "too_deep", f"event nests objects/lists more than {limit} levels deep")
                 stack.append((child, depth + 1))

@@ -42,7 +42,9 @@ def sanitized_updates(event: Event) -> Any:
 
 @dataclass(slots=True)
 class Delivery:
-    """One client event to send to the union of ``rooms`` (each socket gets it once)."""
+    """One client event to send to the union of ``rooms`` (each socket gets it once).
+
+    ``payload`` never has ``eventId`` or ``position`` keys: the bus puts them first."""
 
     event: str
     rooms: tuple[str, ...]
@@ -95,8 +97,22 @@ def _valid_room(room: str) -> bool:
     return True
 
 
+#: Event names already checked (they repeat); bounded like the rooms.
+_valid_names: set[str] = set()
+
+
+def _event_name(name: object) -> str:
+    if type(name) is str and name in _valid_names:
+        return name
+    checked = check_event_name(name, RESERVED_EVENTS)
+    if len(_valid_names) >= MAX_VALID_ROOMS:
+        _valid_names.clear()
+    _valid_names.add(checked)
+    return checked
+
+
 def _push(event: Event) -> list[Delivery]:
-    name = check_event_name(event.get("event"), RESERVED_EVENTS)
+    name = _event_name(event.get("event"))
     rooms, data = event.get("rooms"), event.get("data", {})
     if not isinstance(rooms, list) or not rooms or len(rooms) > MAX_PUSH_ROOMS:
         raise RoutingError("invalid_field", f"'rooms' must be a list of 1..{MAX_PUSH_ROOMS} rooms")
@@ -108,7 +124,13 @@ def _push(event: Event) -> list[Delivery]:
         data = {}
     if not isinstance(data, dict):
         raise RoutingError("invalid_field", "'data' must be a JSON object")
-    return [Delivery(name, tuple(dict.fromkeys(rooms)), dict(data))]
+    payload = dict(data)
+    # The server sets these two; a payload never carries its own (see ``Delivery``).
+    if "eventId" in payload or "position" in payload:
+        payload.pop("eventId", None)
+        payload.pop("position", None)
+    return [Delivery(name, tuple(dict.fromkeys(rooms)) if len(rooms) > 1 else (rooms[0],),
+                     payload)]
 
 
 ROUTES: dict[str, EventType] = {
@@ -197,39 +219,62 @@ class Router:
         if not isinstance(event, Mapping):
             raise RoutingError("not_an_object", "event must be a JSON object")
         check_depth(event)
-        event_id, type_ = event.get("id"), event.get("type")
-        if isinstance(event_id, float) and event_id.is_integer():
-            event_id = int(event_id)  # JSON does not distinguish 7 from 7.0
-        if not isinstance(event_id, str | int) or isinstance(event_id, bool) or event_id == "":
+        get = event.get
+        event_id, type_ = get("id"), get("type")
+        if type(event_id) is not str:
+            event_id = _integer_id(event_id)
+        elif event_id == "":
             raise RoutingError("missing_id", "event needs an 'id' (string or integer)")
+        if len(event_id) > MAX_ID_LENGTH:
+            raise RoutingError("invalid_field", "'id' is too long")
         if not isinstance(type_, str) or not type_:
             raise RoutingError("missing_type", "event needs a 'type'")
         row = self.routes.get(type_)
         if row is None:
             raise RoutingError("unknown_type", f"unknown event type {type_!r}")
-        missing = [name for name in row.required if event.get(name) in (None, "", [])]
+        missing = [name for name in row.required if get(name) in _ABSENT]
         if missing:
             raise RoutingError("missing_fields", f"{type_} needs field(s) {', '.join(missing)}")
         for name in ROOM_FIELDS:
-            value = event.get(name)
-            if value is not None and (
-                not isinstance(value, str | int) or isinstance(value, bool)
-                or (isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER)
-                or not ROOM_PATTERN.fullmatch(str(value)) or len(str(value)) > MAX_ID_LENGTH
-            ):
+            value = get(name)
+            if value is not None and not _plain_id(value):
                 raise RoutingError("invalid_field", f"'{name}' must be a plain id")
-        if isinstance(event_id, int) and abs(event_id) > MAX_SAFE_INTEGER:
-            raise RoutingError("invalid_field", "integer 'id' must be a safe integer (< 2**53)")
-        if len(str(event_id)) > MAX_ID_LENGTH:
-            raise RoutingError("invalid_field", "'id' is too long")
-        order_id = event.get("orderId") if row.tracks_orders else None
-        owner = event.get("userId") if row.tracks_orders else None
-        status = event.get(row.order_status_field) if row.order_status_field else None
+        if not row.tracks_orders and row.order_status_field is None:
+            return Routed(event_id, type_, row.deliveries(event))
+        order_id = get("orderId") if row.tracks_orders else None
+        owner = get("userId") if row.tracks_orders else None
+        status = get(row.order_status_field) if row.order_status_field else None
         return Routed(
-            event_id=str(event_id),
+            event_id=event_id,
             type=type_,
             deliveries=row.deliveries(event),
             order_id=str(order_id) if order_id is not None else None,
             owner_id=str(owner) if owner is not None else None,
             order_status=str(status) if status is not None else None,
         )
+
+
+#: Field values that count as missing.
+_ABSENT: tuple[object, ...] = (None, "", [])
+
+
+def _integer_id(event_id: object) -> str:
+    """A non-string ``id`` as its text: integers (``7.0`` counts as 7) within JavaScript's
+    safe range."""
+    if isinstance(event_id, float) and event_id.is_integer():
+        event_id = int(event_id)  # JSON does not distinguish 7 from 7.0
+    if not isinstance(event_id, int) or isinstance(event_id, bool):
+        raise RoutingError("missing_id", "event needs an 'id' (string or integer)")
+    if abs(event_id) > MAX_SAFE_INTEGER:
+        raise RoutingError("invalid_field", "integer 'id' must be a safe integer (< 2**53)")
+    return str(event_id)
+
+
+def _plain_id(value: object) -> bool:
+    """Whether a room-naming field is a string or safe integer that fits a room name."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return False
+    if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
+        return False
+    text = str(value)
+    return len(text) <= MAX_ID_LENGTH and ROOM_PATTERN.fullmatch(text) is not None

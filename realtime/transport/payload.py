@@ -18,8 +18,10 @@ import orjson
 #: python-socketio's packet encoding: ``json.dumps(data, separators=(",", ":"))``.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 #: Where orjson's output can differ from that, for ASCII output: floats in exponent form
-#: or below 0.0001 (``1e-05`` against ``0.00001``), and DEL, which ``json`` escapes.
-_MAY_DIFFER = re.compile(rb"[0-9][eE]|\.0000|\x7f")
+#: (``1e-05`` against ``1e-5``) or below 0.0001 (``.0000``), and DEL, which ``json``
+#: escapes. The exponent test starts at the letter (a literal set) and looks back for a
+#: digit: several times faster than one alternation of the three.
+_EXPONENT = re.compile(rb"[eE](?<=[0-9][eE])")
 MAX_CACHED_NAMES = 1024
 
 
@@ -30,9 +32,18 @@ def encode_json(value: Any) -> bytes:
     nesting, which no client could decode anyway); its bytes are kept when they are
     necessarily the same as ``json``'s, otherwise ``json`` encodes the value."""
     data = orjson.dumps(value)
-    if data.isascii() and _MAY_DIFFER.search(data) is None:
+    if (data.isascii() and b"\x7f" not in data and b".0000" not in data
+            and _EXPONENT.search(data) is None):
         return data
     return _ENCODER.encode(value).encode()
+
+
+def encode_text(text: str) -> bytes:
+    """:func:`encode_json` for a string (no float to look for)."""
+    data = orjson.dumps(text)
+    if data.isascii() and b"\x7f" not in data:
+        return data
+    return _ENCODER.encode(text).encode()
 
 
 _names: dict[tuple[str, str], bytes] = {}
