@@ -37,9 +37,9 @@ async def once(args: argparse.Namespace) -> float:
     bus = RedisBus(redis.url)
     received = 0
 
-    async def count(_: Message) -> None:
+    async def count(messages: list[Message]) -> None:
         nonlocal received
-        received += 1
+        received += len(messages)
 
     try:
         bus.subscribe(count)
