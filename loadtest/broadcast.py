@@ -138,7 +138,7 @@ async def measure(name: str, args: argparse.Namespace, rooms_per_client: Callabl
         async with client_session() as session:
             clients = await connect(session, server.url, subs, ["bench"], sse=sse)
             await asyncio.sleep(0.5)
-            gc0 = await full_gc(session, server.url)
+            gc0 = await full_gc(session, server.url, name)
             with no_gc_pauses():
                 cpu0, t0 = cpu_seconds(pid), time.monotonic()
                 redis0 = cpu_seconds(redis_pid) if redis_pid else 0.0
@@ -153,7 +153,7 @@ async def measure(name: str, args: argparse.Namespace, rooms_per_client: Callabl
                         clients, expected)
             if redis_pid and run.delivered:
                 run.extra["Redis CPU µs per delivery"] = (redis1 - redis0) / run.delivered * 1e6
-            gc1 = await full_gc(session, server.url)
+            gc1 = await full_gc(session, server.url, name)
             run.extra["longest full GC ms (since start)"] = gc1.longest_ms
             run.extra["full GCs > 50 ms (measured)"] = gc1.since(gc0)
             for client in clients:

@@ -218,13 +218,13 @@ async def climb(name: str, per_post: int, args: argparse.Namespace) -> tuple[Run
                                 [f"u{i}" for i in range(args.clients)], ["bench"])
         await asyncio.sleep(0.5)
         for rate in args.rates:
-            cpu0, gc0 = cpu_seconds(server.proc.pid), await full_gc(session, server.url)
+            cpu0, gc0 = cpu_seconds(server.proc.pid), await full_gc(session, server.url, name)
             with no_gc_pauses():
                 step = await hold_rate(source, clients, rate, args, uuid.uuid4().hex[:8])
             if step.delivered:
                 step.cpu_us_per_event = \
                     (cpu_seconds(server.proc.pid) - cpu0) / step.delivered * 1e6
-            gc1 = await full_gc(session, server.url)
+            gc1 = await full_gc(session, server.url, name)
             step.full_gc_ms, step.full_gcs_over_50ms = gc1.longest_ms, gc1.since(gc0)
             steps.append(judge(step, args))
             p99 = step.latency_ms.get("p99", math.nan)

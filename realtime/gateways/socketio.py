@@ -187,15 +187,30 @@ class SocketIOGateway:
     # --- fan-out -------------------------------------------------------------------
 
     async def on_messages(self, messages: list[Message]) -> None:
-        """Bus listener: each message to its rooms (each socket once), as one packet built
-        around the body the bus encoded."""
+        """Bus listener: each message to its rooms (each socket once), as a packet built
+        around the body the bus encoded. Consecutive messages for the same rooms (a burst
+        to one room) go to each recipient as one write of all their frames."""
         send = self.sio.manager.send_encoded
         offsets = self.recovery.enabled
+        run: list[bytes] = []
+        rooms: tuple[str, ...] = ()
         for message in messages:
-            skip = self._held_back(message) if self._catching_up else None
+            if run and message.rooms == rooms and not self._catching_up:
+                run.append(self._packet(message, offsets))
+                continue
+            if run:
+                send("/", rooms[0] if len(rooms) == 1 else rooms, run)
             rooms = message.rooms
-            send("/", rooms[0] if len(rooms) == 1 else rooms, self._packet(message, offsets),
-                 skip)
+            if self._catching_up:
+                skip = self._held_back(message)
+                if skip:
+                    send("/", rooms[0] if len(rooms) == 1 else rooms,
+                         [self._packet(message, offsets)], skip)
+                    run = []
+                    continue
+            run = [self._packet(message, offsets)]
+        if run:
+            send("/", rooms[0] if len(rooms) == 1 else rooms, run)
 
     def _held_back(self, message: Message) -> list[str]:
         """Sockets still catching up that must not get ``message`` live (their catch-up
@@ -218,8 +233,8 @@ class SocketIOGateway:
 
     async def _send_messages(self, sid: str, messages: list[Message]) -> None:
         offsets = self.recovery.enabled
-        for message in messages:
-            self.sio.manager.send_encoded("/", sid, self._packet(message, offsets))
+        self.sio.manager.send_encoded(
+            "/", sid, [self._packet(message, offsets) for message in messages])
 
     def _on_slow(self, eio_sid: str) -> None:
         self.metrics.slow_disconnects.labels("websocket").inc()

@@ -351,12 +351,13 @@ class EngineServer:
                 for packet in packets:
                     socket.send(packet)
 
-    def deliver_text(self, sids: Iterable[str], packet: bytes) -> None:
-        """:meth:`deliver` for one encoded text packet (UTF-8): framed once; decoded only
-        if a long-polling session is among the recipients."""
+    def deliver_text(self, sids: Iterable[str], packets: list[bytes]) -> None:
+        """:meth:`deliver` for encoded text packets (UTF-8): framed once, all of them in one
+        write per WebSocket; decoded only if a long-polling session is among the recipients."""
         sockets = self.sockets
-        data = text_frame(packet)
-        text: str | None = None
+        data = text_frame(packets[0]) if len(packets) == 1 else \
+            b"".join([text_frame(packet) for packet in packets])
+        texts: list[str] | None = None
         for sid in sids:
             socket = sockets.get(sid)
             if socket is None:
@@ -365,9 +366,10 @@ class EngineServer:
             if ws is not None:
                 ws.send(data)
             else:
-                if text is None:
-                    text = packet.decode()
-                socket.send(text)
+                if texts is None:
+                    texts = [packet.decode() for packet in packets]
+                for text in texts:
+                    socket.send(text)
 
     # --- handlers -------------------------------------------------------------------------
 

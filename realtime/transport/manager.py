@@ -68,12 +68,13 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
         self.server.eio.deliver(self._recipients(namespace, to or room, skip_sid), packets,
                                 frames)
 
-    def send_encoded(self, namespace: str, room: str | tuple[str, ...], packet: bytes,
+    def send_encoded(self, namespace: str, room: str | tuple[str, ...], packets: list[bytes],
                      skip_sid: list[str] | None = None) -> None:
-        """Send an encoded Engine.IO text packet (``42[...]``) to the members of ``room``
-        (or of several rooms, each socket once), except ``skip_sid``."""
+        """Send encoded Engine.IO text packets (``42[...]``) to the members of ``room`` (or
+        of several rooms, each socket once), except ``skip_sid``: one write of all of
+        them per WebSocket recipient."""
         if namespace in self.rooms:
-            self.server.eio.deliver_text(self._recipients(namespace, room, skip_sid), packet)
+            self.server.eio.deliver_text(self._recipients(namespace, room, skip_sid), packets)
 
     def _recipients(self, namespace: str, room: Any, skip_sid: Any) -> Iterable[str]:
         """engine.io sids of a room (or rooms), each once, without ``skip_sid``.

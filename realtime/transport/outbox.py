@@ -18,26 +18,36 @@ from collections.abc import Callable
 
 
 class Flusher:
-    """At the end of the loop tick, writes what every outbox used in the tick coalesced."""
+    """Numbers loop ticks (a tick ends when the flusher runs, scheduled by the tick's first
+    write) and, at the end of each, writes what the outboxes of the tick coalesced.
+
+    An outbox that wrote at once in this tick needs nothing at its end: it only remembers
+    the tick's number, so a steady stream of single frames costs no per-socket flush."""
+
+    __slots__ = ("pending", "scheduled", "tick")
 
     def __init__(self) -> None:
-        self._dirty: list[Outbox] = []
+        self.tick = 0
+        self.scheduled = False
+        #: Outboxes holding coalesced frames, each once.
+        self.pending: list[Outbox] = []
 
-    def mark(self, box: Outbox) -> None:
-        if not self._dirty:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._dirty.append(box)
+    def schedule(self) -> None:
+        self.scheduled = True
+        asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        for box in dirty:
+        self.scheduled = False
+        self.tick += 1
+        pending, self.pending = self.pending, []
+        for box in pending:
             box.flush()
 
 
 class Outbox:
     """Frames waiting for one socket's transport; cut off past ``limit`` unsent bytes."""
 
-    __slots__ = ("flusher", "limit", "marked", "on_slow", "parts", "transport")
+    __slots__ = ("flusher", "limit", "on_slow", "parts", "tick", "transport")
 
     def __init__(self, transport: asyncio.Transport, flusher: Flusher, limit: int,
                  on_slow: Callable[[Outbox], None]) -> None:
@@ -46,22 +56,35 @@ class Outbox:
         self.limit = limit
         self.on_slow = on_slow
         self.parts: list[bytes] = []
-        #: Handed to the flusher for this tick (a frame went out or waits).
-        self.marked = False
+        #: The last tick in which a frame was written or queued here.
+        self.tick = -1
 
     def write(self, data: bytes) -> None:
-        if self.marked:  # behind a frame of this tick: coalesce
-            self.parts.append(data)
+        flusher = self.flusher
+        if self.tick == flusher.tick or self.parts:  # behind a frame of this tick: coalesce
+            self._queue(data)
             return
-        self.marked = True
-        self.flusher.mark(self)
-        if self.transport.get_write_buffer_size():  # behind a pending write: coalesce
-            self.parts.append(data)
-        else:
-            self._send(data)
+        self.tick = flusher.tick
+        if not flusher.scheduled:
+            flusher.schedule()
+        transport = self.transport
+        if transport.get_write_buffer_size():  # behind a pending write: coalesce
+            self._queue(data)
+        elif not transport.is_closing():
+            transport.write(data)
+            if transport.get_write_buffer_size() > self.limit:
+                self.on_slow(self)
+
+    def _queue(self, data: bytes) -> None:
+        parts = self.parts
+        if not parts:
+            self.flusher.pending.append(self)
+            if not self.flusher.scheduled:
+                self.flusher.schedule()
+        parts.append(data)
 
     def flush(self) -> None:
-        self.marked = False
+        """Write what is queued, as one ``write``."""
         parts = self.parts
         if not parts:
             return
