@@ -231,6 +231,38 @@ async def test_redis_publishes_a_whole_batch_in_one_script_call(
         await bus.close()
 
 
+async def test_redis_concurrent_publishes_share_script_calls_and_keep_their_own_answers(
+        redis_server: RedisServer) -> None:
+    """Batches published while a script call is on its way go together in the next call
+    (fewer calls than batches), each caller gets its own answer, a duplicate across callers
+    is one, and a caller whose payload cannot be encoded fails alone."""
+    bus = await started(RedisBus(redis_server.url))
+    sink = Sink(bus, *(f"user:c{n}" for n in range(10)))
+    try:
+        await bus.publish("c-warm", push("user:c0", -1))  # the script is loaded
+        await sink.wait(1)
+        before = (await bus.redis.info("commandstats"))["cmdstat_evalsha"]["calls"]
+        calls = [bus.publish_many([(f"c{n}-{k}", push(f"user:c{n}", k)) for k in range(5)])
+                 for n in range(10)]
+        answers = await asyncio.gather(
+            *calls, bus.publish("c3-1", push("user:c3", 99)),
+            bus.publish("bad", [Delivery("e", ("user:c1",), nested(300))]),
+            return_exceptions=True)
+        after = (await bus.redis.info("commandstats"))["cmdstat_evalsha"]["calls"]
+        assert after - before < 10
+        for n, answer in enumerate(answers[:10]):
+            assert isinstance(answer, list)
+            assert [m.event_id for messages in answer for m in messages or []] == \
+                [f"c{n}-{k}" for k in range(5)]
+        assert answers[10] is None  # published by the fourth caller first: a duplicate
+        assert isinstance(answers[11], (BusError, TypeError))
+        received = await sink.wait(51)
+        assert [m.event_id for m in received[1:]] == [f"c{n}-{k}" for n in range(10)
+                                                      for k in range(5)]
+    finally:
+        await bus.close()
+
+
 async def test_redis_history_entry_is_the_channel_frame_and_older_entries_still_replay(
         redis_server: RedisServer) -> None:
     """One field per stream entry (the channel frame; the time is the id's second part), and

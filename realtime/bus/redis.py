@@ -29,6 +29,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
@@ -147,6 +148,32 @@ def connect(url: str) -> Any:
         url, max_connections=100, timeout=5.0, socket_timeout=5.0, socket_connect_timeout=2.0))
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A caller's batch waiting for the script: its encoded arguments and its answer."""
+
+    batch: Sequence[Batch]
+    answer: asyncio.Future[list[list[Message] | None]]
+    args: list[Any] = field(default_factory=list)
+    parts: list[list[tuple[bytes, bytes]]] = field(default_factory=list)
+
+    def messages(self, results: list[list[bytes] | None]) -> list[list[Message] | None]:
+        """The script's positions for this batch as messages (``None``: a duplicate)."""
+        return [
+            None if positions is None else [
+                Message(d.event, d.rooms, event_id, p.decode(), head + p + tail)
+                for d, p, (head, tail) in zip(deliveries, positions, heads_tails, strict=True)]
+            for (event_id, deliveries), positions, heads_tails
+            in zip(self.batch, results, self.parts, strict=True)
+        ]
+
+
+def _answer(group: list[_Pending], error: BaseException) -> None:
+    for pending in group:
+        if not pending.answer.done():
+            pending.answer.set_exception(error)
+
+
 def _entry_time(entry_id: bytes, fields: dict[bytes, bytes]) -> int:
     """When a history entry was written (ms): its id's second part (older entries: ``t``)."""
     stamp = fields.get(b"t")
@@ -179,6 +206,8 @@ class RedisBus(FanoutBus):
         self.last_error = "starting"
         self._epoch: str | None = None
         self._last_seq = 0
+        self._queue: list[_Pending] = []
+        self._sender: asyncio.Task[None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -187,6 +216,7 @@ class RedisBus(FanoutBus):
 
     async def close(self) -> None:
         await cancel_task(self._listener)
+        await cancel_task(self._sender)
         with contextlib.suppress(Exception):
             await self.redis.aclose()
 
@@ -202,35 +232,62 @@ class RedisBus(FanoutBus):
         return (await self.publish_many([(event_id, deliveries)]))[0]
 
     async def publish_many(self, batch: Sequence[Batch]) -> list[list[Message] | None]:
-        """The whole batch in one script call: all of it is published, or none (raises)."""
+        """The whole batch in one script call: all of it is published, or none (raises).
+
+        Batches that arrive while a call is on its way (concurrent requests, several Kafka
+        partitions) wait and go together in the next call, in arrival order: one round trip
+        and one channel message for all of them. Encoding errors are raised here, to this
+        caller alone, before its batch joins the queue."""
         if not batch:
             return []
-        args: list[Any] = [self._dedup, secrets.token_hex(4), self._size, self._ttl * 1000,
-                           self._bucket_ms, int(time.time() * 1000), self.channel,
-                           self.prefix, len(batch)]
-        parts: list[list[tuple[bytes, bytes]]] = []
+        pending = _Pending(batch, asyncio.get_running_loop().create_future())
         for event_id, deliveries in batch:
-            args += [event_id, len(deliveries)]
+            pending.args += [event_id, len(deliveries)]
             heads_tails = []
             for delivery in deliveries:
                 head, tail = body_parts(event_id, delivery.payload)
                 heads_tails.append((head, tail))
                 header = orjson.dumps([delivery.event, delivery.rooms, event_id, ""])
-                args += [header[:-2], header[-2:] + b"\n" + head, tail, len(delivery.rooms),
-                         *delivery.rooms]
-            parts.append(heads_tails)
+                pending.args += [header[:-2], header[-2:] + b"\n" + head, tail,
+                                 len(delivery.rooms), *delivery.rooms]
+            pending.parts.append(heads_tails)
+        self._queue.append(pending)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_queued(), name="redis-publish")
+        return await pending.answer
+
+    async def _send_queued(self) -> None:
+        """One script call at a time (so calls keep their order) for everything queued."""
+        group: list[_Pending] = []
         try:
-            results = await self._script(keys=self._keys, args=args)
-        except (RedisError, OSError) as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            raise BusError(f"redis publish failed: {self.last_error}") from exc
-        return [
-            None if positions is None else [
-                Message(d.event, d.rooms, event_id, p.decode(), head + p + tail)
-                for d, p, (head, tail) in zip(deliveries, positions, heads_tails, strict=True)]
-            for (event_id, deliveries), positions, heads_tails
-            in zip(batch, results, parts, strict=True)
-        ]
+            while self._queue:
+                group, self._queue = self._queue, []
+                args: list[Any] = [self._dedup, secrets.token_hex(4), self._size,
+                                   self._ttl * 1000, self._bucket_ms, int(time.time() * 1000),
+                                   self.channel, self.prefix, sum(len(p.batch) for p in group)]
+                for pending in group:
+                    args += pending.args
+                try:
+                    results = await self._script(keys=self._keys, args=args)
+                except (RedisError, OSError) as exc:
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    error = BusError(f"redis publish failed: {self.last_error}")
+                    error.__cause__ = exc
+                    _answer(group, error)
+                    continue
+                except Exception as exc:
+                    _answer(group, exc)
+                    continue
+                start = 0
+                for pending in group:
+                    answer = pending.messages(results[start:start + len(pending.batch)])
+                    start += len(pending.batch)
+                    if not pending.answer.done():
+                        pending.answer.set_result(answer)
+                group = []
+        finally:  # cancelled (the bus closes): nobody waits for an answer that never comes
+            _answer(group + self._queue, BusError("redis bus closed"))
+            self._queue = []
 
     async def replay(self, rooms: Iterable[str], position: str) -> Replay:
         parsed = parse_position(position)
