@@ -1,4 +1,5 @@
-"""Contract tests for every private name of python-socketio and aiohttp the project touches.
+"""Contract tests for every private name of python-socketio, aiohttp and redis-py the project
+touches.
 
 The transport layer owns Engine.IO and hands python-socketio only well-formed packets
 (realtime/transport/socketio.py). What it still borrows from python-socketio's and
@@ -12,10 +13,13 @@ import inspect
 import re
 from pathlib import Path
 
+import pytest
+import redis.asyncio as aioredis
 import socketio
 from aiohttp.web_protocol import RequestHandler
 from socketio import async_admin
 
+from realtime.bus.redis import connect
 from realtime.transport import manager
 from realtime.transport import socketio as seam
 from realtime.transport.engineio import EngineConfig, EngineServer
@@ -63,3 +67,25 @@ def test_aiohttp_hand_over_members() -> None:
     assert "transport" in RequestHandler.__slots__ or hasattr(RequestHandler, "transport")
     params = tuple(inspect.signature(RequestHandler.connection_lost).parameters)
     assert params == ("self", "exc")
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "rediss://127.0.0.1:1/0",
+                                 "unix:///tmp/none.sock"])
+def test_redis_connections_pack_commands_as_redis_py_does(url: str) -> None:
+    """The pool's connection class (redis-py's choice for the URL, a public attribute) packs
+    with hiredis, byte for byte what redis-py's own packer writes."""
+    client = connect(url)
+    packed = client.connection_pool.make_connection()
+    stock = packed.__class__.__mro__[2]()  # the class redis-py picked
+    assert packed.__class__.__mro__[2] in (aioredis.Connection, aioredis.SSLConnection,
+                                           aioredis.UnixDomainSocketConnection)
+    for args in [("EVALSHA", "f" * 40, 3, b"k1", "k2", 7, -1, b"\x00\xff", "é", 2.5, 1e20),
+                 ("SET", b"key", b"x" * 10_000, "NX", "EX", 600),
+                 ("XINFO STREAM", "s"), (b"GET", True)]:
+        try:
+            expected = b"".join(stock.pack_command(*args))
+        except Exception as exc:  # bool: both refuse
+            with pytest.raises(type(exc)):
+                packed.pack_command(*args)
+            continue
+        assert b"".join(packed.pack_command(*args)) == expected
