@@ -42,7 +42,8 @@ json_values = st.recursive(
 #: JSON values that can never be a valid id, room list, room id or event name (a list of
 #: strings could be a valid room list for rooms the client is not in: not observable).
 not_a_name = (st.none() | st.booleans() | st.integers(-(10**6), 10**6).map(lambda i: i + 0.5)
-              | st.lists(st.none() | st.booleans() | st.integers(), max_size=3)
+              | st.lists(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1),
+                         max_size=3)  # JSON writers stop at 64 bits
               | st.dictionaries(st.text(max_size=5), scalars, max_size=3))
 event_names = st.text(min_size=1, max_size=30).map(lambda s: f"ev_{s}") | st.text(max_size=120)
 safe_names = st.from_regex(r"ev_[a-z0-9_]{1,20}", fullmatch=True)
@@ -94,7 +95,8 @@ wrong_types = st.one_of(
     st.builds(lambda v: case("wrong_rooms", {**push(), "rooms": v}),
               not_a_name | st.just([]) | st.lists(not_a_name, min_size=1, max_size=3)),
     st.builds(lambda v: case("wrong_data", push(data=v)),
-              st.lists(scalars, max_size=3) | st.text(max_size=5) | st.integers()),
+              st.lists(scalars, max_size=3) | st.text(max_size=5)
+              | st.integers(-(2**63), 2**63 - 1)),
     st.builds(lambda v: case("wrong_user", {"id": ID, "type": "USER_UPDATED", "userId": v,
                                             "updates": {"a": 1}}), not_a_name),
 )
