@@ -328,36 +328,15 @@ class EngineServer:
 
     # --- broadcast fast path ----------------------------------------------------------
 
-    def deliver(self, sids: Iterable[str], packets: Sequence[Packet],
-                frames: Sequence[bytes]) -> None:
-        """Send ``packets`` (with their prebuilt WebSocket ``frames``) to each session.
+    def deliver(self, sids: Iterable[str], data: bytes,
+                packets: Callable[[], Sequence[Packet]]) -> None:
+        """Send a broadcast to each session: a WebSocket one gets ``data`` (every frame of
+        it, prebuilt and joined) in one write; a long-polling one gets the Engine.IO
+        ``packets``, made on first need.
 
-        The per-recipient loop of every broadcast: a WebSocket session gets the same
-        bytes appended to its outbox; a long-polling one gets the packets queued."""
+        The per-recipient loop of every broadcast, with no task per recipient."""
         sockets = self.sockets
-        single = frames[0] if len(frames) == 1 else None
-        for sid in sids:
-            socket = sockets.get(sid)
-            if socket is None:
-                continue
-            ws = socket.ws
-            if ws is not None:
-                if single is not None:
-                    ws.send(single)
-                else:
-                    for data in frames:
-                        ws.send(data)
-            else:
-                for packet in packets:
-                    socket.send(packet)
-
-    def deliver_text(self, sids: Iterable[str], packets: list[bytes]) -> None:
-        """:meth:`deliver` for encoded text packets (UTF-8): framed once, all of them in one
-        write per WebSocket; decoded only if a long-polling session is among the recipients."""
-        sockets = self.sockets
-        data = text_frame(packets[0]) if len(packets) == 1 else \
-            b"".join([text_frame(packet) for packet in packets])
-        texts: list[str] | None = None
+        queued: Sequence[Packet] | None = None
         for sid in sids:
             socket = sockets.get(sid)
             if socket is None:
@@ -366,10 +345,17 @@ class EngineServer:
             if ws is not None:
                 ws.send(data)
             else:
-                if texts is None:
-                    texts = [packet.decode() for packet in packets]
-                for text in texts:
-                    socket.send(text)
+                if queued is None:
+                    queued = packets()
+                for packet in queued:
+                    socket.send(packet)
+
+    def deliver_text(self, sids: Iterable[str], packets: list[bytes]) -> None:
+        """:meth:`deliver` for encoded text packets (UTF-8): framed once, all of them in one
+        write per WebSocket; decoded only if a long-polling session is among the recipients."""
+        data = text_frame(packets[0]) if len(packets) == 1 else \
+            b"".join([text_frame(packet) for packet in packets])
+        self.deliver(sids, data, lambda: [packet.decode() for packet in packets])
 
     # --- handlers -------------------------------------------------------------------------
 

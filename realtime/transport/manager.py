@@ -64,9 +64,8 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
                                            data=[event, *args]).encode()
         packets = ["4" + part if isinstance(part, str) else part
                    for part in (encoded if isinstance(encoded, list) else [encoded])]
-        frames = [frame(p) for p in packets]
-        self.server.eio.deliver(self._recipients(namespace, to or room, skip_sid), packets,
-                                frames)
+        self.server.eio.deliver(self._recipients(namespace, to or room, skip_sid),
+                                b"".join([frame(p) for p in packets]), lambda: packets)
 
     def send_encoded(self, namespace: str, room: str | tuple[str, ...], packets: list[bytes],
                      skip_sid: list[str] | None = None) -> None:
