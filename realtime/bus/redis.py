@@ -307,10 +307,10 @@ class RedisBus(FanoutBus):
                     continue
                 start = 0
                 for pending in group:
-                    answer = pending.messages(results[start:start + len(pending.batch)])
-                    start += len(pending.batch)
+                    end = start + len(pending.batch)
                     if not pending.answer.done():
-                        pending.answer.set_result(answer)
+                        pending.answer.set_result(pending.messages(results[start:end]))
+                    start = end
                 group = []
         finally:  # cancelled (the bus closes): nobody waits for an answer that never comes
             _answer(group + self._queue, BusError("redis bus closed"))
