@@ -190,27 +190,27 @@ class SocketIOGateway:
         """Bus listener: each message to its rooms (each socket once), as a packet built
         around the body the bus encoded. Consecutive messages for the same rooms (a burst
         to one room) go to each recipient as one write of all their frames."""
-        send = self.sio.manager.send_encoded
         offsets = self.recovery.enabled
         run: list[bytes] = []
         rooms: tuple[str, ...] = ()
         for message in messages:
-            if run and message.rooms == rooms and not self._catching_up:
-                run.append(self._packet(message, offsets))
+            skip = self._held_back(message) if self._catching_up else None
+            packet = self._packet(message, offsets)
+            if run and not skip and message.rooms == rooms:
+                run.append(packet)
                 continue
-            if run:
-                send("/", rooms[0] if len(rooms) == 1 else rooms, run)
-            rooms = message.rooms
-            if self._catching_up:
-                skip = self._held_back(message)
-                if skip:
-                    send("/", rooms[0] if len(rooms) == 1 else rooms,
-                         [self._packet(message, offsets)], skip)
-                    run = []
-                    continue
-            run = [self._packet(message, offsets)]
-        if run:
-            send("/", rooms[0] if len(rooms) == 1 else rooms, run)
+            self._send(rooms, run)
+            rooms, run = message.rooms, [packet]
+            if skip:
+                self._send(rooms, run, skip)
+                run = []
+        self._send(rooms, run)
+
+    def _send(self, rooms: tuple[str, ...], packets: list[bytes],
+              skip: list[str] | None = None) -> None:
+        if packets:
+            self.sio.manager.send_encoded("/", rooms[0] if len(rooms) == 1 else rooms,
+                                          packets, skip)
 
     def _held_back(self, message: Message) -> list[str]:
         """Sockets still catching up that must not get ``message`` live (their catch-up
