@@ -61,15 +61,15 @@ if not epoch then
   epoch = ARGV[2]
 end
 local dedup_ttl, maxlen, ttl_ms, bucket_ms = ARGV[1], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local now, channel, prefix, count = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
+local now, channel, count = ARGV[6], ARGV[7], tonumber(ARGV[8])
+-- Keys come named (dedup keys, room streams): the script builds no key names.
 -- Pass 1: claim each event id (SET NX: one command), note where its deliveries start.
-local events, claimed, total, i = {}, {}, 0, 10
+local events, claimed, total, i = {}, {}, 0, 9
 for e = 1, count do
-  local event_id, ndeliveries = ARGV[i], tonumber(ARGV[i + 1])
+  local key, ndeliveries = ARGV[i], tonumber(ARGV[i + 1])  -- the event's dedup key
   local start = i + 2
   i = start
   for _ = 1, ndeliveries do i = i + 4 + tonumber(ARGV[i + 3]) end
-  local key = prefix .. 'dedup:' .. event_id
   local taken = not redis.call('SET', key, '1', 'NX', 'EX', dedup_ttl)
   events[e] = {ndeliveries, start, taken}
   if not taken then
@@ -107,7 +107,7 @@ local function publish()
         local id, position = seq .. '-' .. now, epoch .. '-' .. seq
         local frame = ARGV[j] .. position .. ARGV[j + 1] .. position .. ARGV[j + 2]
         for r = j + 4, j + 3 + nrooms do
-          redis.call('XADD', prefix .. 'h:' .. ARGV[r], 'MAXLEN', '~', maxlen, id, 'm', frame)
+          redis.call('XADD', ARGV[r], 'MAXLEN', '~', maxlen, id, 'm', frame)
           written[ARGV[r]] = true
         end
         frames[#frames + 1] = frame
@@ -117,7 +117,7 @@ local function publish()
       results[e] = positions
     end
   end
-  for room in pairs(written) do redis.call('PEXPIRE', prefix .. 'h:' .. room, ttl_ms) end
+  for stream in pairs(written) do redis.call('PEXPIRE', stream, ttl_ms) end
   if #frames > 0 then redis.call('PUBLISH', channel, table.concat(frames, '\\n')) end
   return results
 end
@@ -268,15 +268,18 @@ class RedisBus(FanoutBus):
         if not batch:
             return []
         pending = _Pending(batch, asyncio.get_running_loop().create_future())
+        # Keys are named here (the script does no string building for them).
+        dedup, stream = f"{self.prefix}dedup:", f"{self.prefix}h:"
         for event_id, deliveries in batch:
-            pending.args += [event_id, len(deliveries)]
+            pending.args += [dedup + event_id, len(deliveries)]
             heads_tails = []
             for delivery in deliveries:
                 head, tail = body_parts(event_id, delivery.payload)
                 heads_tails.append((head, tail))
                 header = orjson.dumps([delivery.event, delivery.rooms, event_id, ""])
                 pending.args += [header[:-2], header[-2:] + b"\n" + head, tail,
-                                 len(delivery.rooms), *delivery.rooms]
+                                 len(delivery.rooms),
+                                 *[stream + room for room in delivery.rooms]]
             pending.parts.append(heads_tails)
         self._queue.append(pending)
         if self._sender is None or self._sender.done():
@@ -291,7 +294,7 @@ class RedisBus(FanoutBus):
                 group, self._queue = self._queue, []
                 args: list[Any] = [self._dedup, secrets.token_hex(4), self._size,
                                    self._ttl * 1000, self._bucket_ms, int(time.time() * 1000),
-                                   self.channel, self.prefix, sum(len(p.batch) for p in group)]
+                                   self.channel, sum(len(p.batch) for p in group)]
                 for pending in group:
                     args += pending.args
                 try:
