@@ -86,18 +86,13 @@ class MemoryBus(FanoutBus):
         dedup.expire()
         seen = dedup.keys
         fresh: list[tuple[str, Sequence[Delivery], list[tuple[bytes, bytes]]]] = []
+        in_batch: set[str] = set()
         for event_id, deliveries in batch:
-            if event_id in seen:
+            if event_id in seen or event_id in in_batch:
                 continue
-            seen[event_id] = 0.0  # claimed below, once every body is encoded
-            try:
-                parts = [body_parts(event_id, delivery.payload) for delivery in deliveries]
-            except BaseException:
-                for claimed, _, _ in fresh:
-                    del seen[claimed]
-                del seen[event_id]
-                raise
-            fresh.append((event_id, deliveries, parts))
+            in_batch.add(event_id)
+            fresh.append((event_id, deliveries,
+                          [body_parts(event_id, delivery.payload) for delivery in deliveries]))
         # Encoded without error: from here nothing can fail, so the ids are claimed now.
         now = self._clock()
         deadline = now + dedup.window

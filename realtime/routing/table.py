@@ -88,26 +88,28 @@ _valid_rooms: set[str] = set()
 MAX_VALID_ROOMS = 100_000
 
 
+#: Event names already checked (they repeat too); bounded the same way.
+_valid_names: set[str] = set()
+
+
+def _remember(checked: set[str], value: str) -> None:
+    if len(checked) >= MAX_VALID_ROOMS:
+        checked.clear()
+    checked.add(value)
+
+
 def _valid_room(room: str) -> bool:
     if not ROOM_PATTERN.fullmatch(room):
         return False
-    if len(_valid_rooms) >= MAX_VALID_ROOMS:
-        _valid_rooms.clear()
-    _valid_rooms.add(room)
+    _remember(_valid_rooms, room)
     return True
-
-
-#: Event names already checked (they repeat); bounded like the rooms.
-_valid_names: set[str] = set()
 
 
 def _event_name(name: object) -> str:
     if type(name) is str and name in _valid_names:
         return name
     checked = check_event_name(name, RESERVED_EVENTS)
-    if len(_valid_names) >= MAX_VALID_ROOMS:
-        _valid_names.clear()
-    _valid_names.add(checked)
+    _remember(_valid_names, checked)
     return checked
 
 
@@ -239,8 +241,6 @@ class Router:
             value = get(name)
             if value is not None and not _plain_id(value):
                 raise RoutingError("invalid_field", f"'{name}' must be a plain id")
-        if not row.tracks_orders and row.order_status_field is None:
-            return Routed(event_id, type_, row.deliveries(event))
         order_id = get("orderId") if row.tracks_orders else None
         owner = get("userId") if row.tracks_orders else None
         status = get(row.order_status_field) if row.order_status_field else None

@@ -67,13 +67,10 @@ class Outbox:
         self.tick = flusher.tick
         if not flusher.scheduled:
             flusher.schedule()
-        transport = self.transport
-        if transport.get_write_buffer_size():  # behind a pending write: coalesce
+        if self.transport.get_write_buffer_size():  # behind a pending write: coalesce
             self._queue(data)
-        elif not transport.is_closing():
-            transport.write(data)
-            if transport.get_write_buffer_size() > self.limit:
-                self.on_slow(self)
+        else:
+            self._send(data)
 
     def _queue(self, data: bytes) -> None:
         parts = self.parts
