@@ -95,7 +95,8 @@ async def test_a_websocket_client_that_stops_reading_is_cut_off() -> None:
             slow.sendall(masked_text_frame('40' + orjson.dumps({'token': token('s')}).decode()))
             await asyncio.sleep(0.3)
             before = rss_kb(server.proc.pid)
-            await flood(server.url, "user:s")  # 24 MB through a 1 MB buffer
+            # 24 MB through a 1 MB buffer, as fast as the healthy client reads
+            await flood(server.url, "user:s", received=lambda: len(healthy.named("tick")))
             ticks = await healthy.wait_for("tick", count=6000, timeout=30)
             assert [t["n"] for t in ticks] == list(range(6000))
             async with aiohttp.ClientSession() as session, \

@@ -21,7 +21,7 @@ import orjson
 
 from realtime.dependency import DependencyError
 from realtime.routing import Delivery
-from realtime.transport.payload import encode_json, encode_text
+from realtime.transport.payload import encode_json, encode_many, encode_text
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +46,34 @@ def parse_position(position: object) -> tuple[str, int] | None:
     return epoch, int(seq)
 
 
-def body_parts(event_id: str, payload: dict[str, Any]) -> tuple[bytes, bytes]:
-    """Head and tail of a delivered body; the position goes between them.
+def delivered(event_id: str, position: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """What a client receives: the payload with ``eventId`` and ``position`` first (a
+    payload's own keys of those names never come from the router and are left out)."""
+    if "eventId" in payload or "position" in payload:
+        payload = {k: v for k, v in payload.items() if k != "eventId" and k != "position"}
+    return {"eventId": event_id, "position": position, **payload}
 
-    ``head + position + tail`` is the payload object with ``eventId`` and ``position``
-    first, so a backend that assigns positions server-side (Redis Lua) need not re-encode.
-    Encoded as python-socketio encodes packets (:func:`encode_json`), so the Socket.IO
-    gateway frames these bytes as they are.
-    """
-    if "eventId" in payload or "position" in payload:  # never from the router
-        payload = {k: v for k, v in payload.items() if k not in ("eventId", "position")}
-    rest = encode_json(payload)
-    head = b'{"eventId":' + encode_text(event_id) + b',"position":"'
-    tail = b'"}' if rest == b"{}" else b'",' + rest[1:]
-    return head, tail
+
+def body_parts(event_id: str, payload: dict[str, Any]) -> tuple[bytes, bytes]:
+    """Head and tail of a delivered body, for a backend that assigns positions elsewhere
+    (Redis Lua): ``head + position + tail`` is :func:`delivered` encoded as python-socketio
+    encodes packets (:func:`encode_json`), so the Socket.IO gateway frames it as it is."""
+    return _parts(encode_text(event_id), encode_json(delivered(event_id, "", payload)))
+
+
+def batch_parts(batch: Sequence[Batch]) -> list[tuple[bytes, bytes]]:
+    """:func:`body_parts` of every delivery of ``batch``, in order, encoded in one go
+    (:func:`encode_many`: one exactness check for the whole batch)."""
+    ids = encode_many([event_id for event_id, deliveries in batch for _ in deliveries])
+    bodies = encode_many([delivered(event_id, "", delivery.payload)
+                          for event_id, deliveries in batch for delivery in deliveries])
+    return list(map(_parts, ids, bodies))
+
+
+def _parts(event_id: bytes, body: bytes) -> tuple[bytes, bytes]:
+    """Split an encoded :func:`delivered` with an empty position where the position goes."""
+    split = len(event_id) + 24  # len(b'{"eventId":' + event_id + b',"position":"')
+    return body[:split], body[split:]
 
 
 @dataclass(slots=True)
@@ -173,14 +187,15 @@ class FanoutBus(ABC):
 
     @abstractmethod
     async def publish(self, event_id: str,
-                      deliveries: Sequence[Delivery]) -> list[Message] | None:
-        """Deliver atomically; ``None`` if ``event_id`` was published within the window.
+                      deliveries: Sequence[Delivery]) -> list[str] | None:
+        """Deliver atomically; the position of each delivery, or ``None`` if ``event_id``
+        was published within the window.
 
         The id is claimed only together with a successful publish: after a failure (an
         exception) a retry with the same id is delivered, not taken for a duplicate.
         """
 
-    async def publish_many(self, batch: Sequence[Batch]) -> list[list[Message] | None]:
+    async def publish_many(self, batch: Sequence[Batch]) -> list[list[str] | None]:
         """:meth:`publish` for each event of ``batch``, in order (a backend may do it in one
         round trip, then all or nothing); the same id twice in a batch is a duplicate."""
         return [await self.publish(event_id, deliveries) for event_id, deliveries in batch]

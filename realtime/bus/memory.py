@@ -6,46 +6,56 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from realtime.bus.base import (
     Batch,
     FanoutBus,
     Message,
     Replay,
-    body_parts,
+    delivered,
     parse_position,
 )
 from realtime.routing import Delivery
+from realtime.transport.payload import encode_many
 
 MAX_DEDUP_ENTRIES = 1_000_000
 SWEEP_SECONDS = 30.0
 
 
 class DedupWindow:
-    """Keys seen within the last ``window`` seconds (bounded in count, oldest evicted).
+    """Keys seen within the last ``window`` seconds, in two generations of sets.
 
-    A batch asks :meth:`expire` once, then reads and writes :attr:`keys` directly: the
-    expiry walk is paid per batch, not per key."""
+    A key is looked up in the current and the previous generation; a new generation starts
+    every ``window`` seconds (or when the current one holds ``max_entries // 2`` keys), and
+    the previous one is dropped then. So a key is remembered at least ``window`` seconds
+    (less only past ``max_entries``) and at most twice that: two set lookups and one insert
+    per key, no per-key deadline to keep or expire."""
 
     def __init__(self, window: float, clock: Callable[[], float] = time.monotonic,
                  max_entries: int = MAX_DEDUP_ENTRIES) -> None:
         self.window = window
         self._clock = clock
-        self._max = max_entries
-        #: Key → deadline, oldest first (O(1) at the front, unlike a dict's).
-        self.keys: OrderedDict[str, float] = OrderedDict()
+        self._half = max(1, max_entries // 2)
+        self.current: set[str] = set()
+        self.previous: set[str] = set()
+        self._started = clock()
 
-    def expire(self) -> None:
-        """Forget keys whose window has passed (and the oldest beyond ``max_entries``)."""
+    def rotate(self) -> None:
+        """Start a new generation if the current one is ``window`` old (or full)."""
         now = self._clock()
-        expiry = self.keys
-        while expiry:
-            oldest = next(iter(expiry))
-            if expiry[oldest] > now and len(expiry) < self._max:
-                break
-            del expiry[oldest]
+        if now - self._started >= self.window or len(self.current) >= self._half:
+            if now - self._started >= 2 * self.window:
+                self.current = set()  # nothing was added for a whole window: both expired
+            self.previous, self.current, self._started = self.current, set(), now
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.current or key in self.previous
+
+    def __len__(self) -> int:
+        return len(self.current) + len(self.previous)
 
 
 class MemoryBus(FanoutBus):
@@ -76,51 +86,53 @@ class MemoryBus(FanoutBus):
                 await self._sweeper
 
     async def publish(self, event_id: str,
-                      deliveries: Sequence[Delivery]) -> list[Message] | None:
+                      deliveries: Sequence[Delivery]) -> list[str] | None:
         return (await self.publish_many([(event_id, deliveries)]))[0]
 
-    async def publish_many(self, batch: Sequence[Batch]) -> list[list[Message] | None]:
-        """The whole batch, all or nothing: every body is encoded before any id is claimed,
-        then positions, history and one dispatch of all the messages."""
+    async def publish_many(self, batch: Sequence[Batch]) -> list[list[str] | None]:
+        """The whole batch, all or nothing: positions are planned and every body encoded
+        before any id is claimed, then history and one dispatch of all the messages."""
         dedup = self._dedup
-        dedup.expire()
-        seen = dedup.keys
-        fresh: list[tuple[str, Sequence[Delivery], list[tuple[bytes, bytes]]]] = []
-        in_batch: set[str] = set()
+        dedup.rotate()
+        fresh: dict[str, Sequence[Delivery]] = {}
         for event_id, deliveries in batch:
-            if event_id in seen or event_id in in_batch:
-                continue
-            in_batch.add(event_id)
-            fresh.append((event_id, deliveries,
-                          [body_parts(event_id, delivery.payload) for delivery in deliveries]))
-        # Encoded without error: from here nothing can fail, so the ids are claimed now.
-        now = self._clock()
-        deadline = now + dedup.window
-        epoch, seq, rooms, size, oldest = self.epoch, self._seq, self._rooms, self._size, \
-            now - self._ttl
-        published: dict[str, list[Message]] = {}
-        everything: list[Message] = []
-        for event_id, deliveries, parts in fresh:
-            seen[event_id] = deadline
-            messages = published[event_id] = []
-            for delivery, (head, tail) in zip(deliveries, parts, strict=True):
+            if event_id not in fresh and event_id not in dedup:
+                fresh[event_id] = deliveries
+        epoch, seq = self.epoch, self._seq
+        published: dict[str, list[str]] = {}
+        planned: list[tuple[str, Delivery, str]] = []
+        bodies: list[dict[str, Any]] = []
+        for event_id, deliveries in fresh.items():
+            positions = published[event_id] = []
+            for delivery in deliveries:
                 seq += 1
                 position = f"{epoch}-{seq}"
-                message = Message(delivery.event, delivery.rooms, event_id, position,
-                                  head + position.encode() + tail)
-                entry = (now, message)
-                for room in delivery.rooms:
-                    history = rooms.get(room)
-                    if history is None:
-                        rooms[room] = deque((entry,))
-                        continue
-                    history.append(entry)
-                    if len(history) > size or history[0][0] < oldest:
-                        self._trim(room, history, now)
-                messages.append(message)
-            everything.extend(messages)
+                positions.append(position)
+                planned.append((event_id, delivery, position))
+                bodies.append(delivered(event_id, position, delivery.payload))
+        encoded = encode_many(bodies)
+        # Encoded without error: from here nothing can fail, so the ids are claimed now.
+        dedup.current.update(fresh)
         self._seq = seq
-        await self.dispatch(everything)
+        now = self._clock()
+        rooms, size, oldest = self._rooms, self._size, now - self._ttl
+        messages: list[Message] = []
+        for (event_id, delivery, position), body in zip(planned, encoded, strict=True):
+            # History keeps the body: an exact-size copy, since orjson's output keeps the
+            # ~4 KB buffer it was written in, however short (README "Performance").
+            message = Message(delivery.event, delivery.rooms, event_id, position,
+                              b"%b" % (body,))
+            entry = (now, message)
+            for room in delivery.rooms:
+                history = rooms.get(room)
+                if history is None:
+                    rooms[room] = deque((entry,))
+                    continue
+                history.append(entry)
+                if len(history) > size or history[0][0] < oldest:
+                    self._trim(room, history, now)
+            messages.append(message)
+        await self.dispatch(messages)
         # The first occurrence of an id in the batch publishes; the others are duplicates.
         return [published.pop(event_id, None) for event_id, _ in batch]
 

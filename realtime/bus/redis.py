@@ -180,19 +180,14 @@ class _Pending:
     """A caller's batch waiting for the script: its encoded arguments and its answer."""
 
     batch: Sequence[Batch]
-    answer: asyncio.Future[list[list[Message] | None]]
+    answer: asyncio.Future[list[list[str] | None]]
     args: list[Any] = field(default_factory=list)
     parts: list[list[tuple[bytes, bytes]]] = field(default_factory=list)
 
-    def messages(self, results: list[list[bytes] | None]) -> list[list[Message] | None]:
-        """The script's positions for this batch as messages (``None``: a duplicate)."""
-        return [
-            None if positions is None else [
-                Message(d.event, d.rooms, event_id, p.decode(), head + p + tail)
-                for d, p, (head, tail) in zip(deliveries, positions, heads_tails, strict=True)]
-            for (event_id, deliveries), positions, heads_tails
-            in zip(self.batch, results, self.parts, strict=True)
-        ]
+    def messages(self, results: list[list[bytes] | None]) -> list[list[str] | None]:
+        """The script's positions for this batch (``None``: a duplicate)."""
+        return [None if positions is None else [p.decode() for p in positions]
+                for positions in results]
 
 
 def _answer(group: list[_Pending], error: BaseException) -> None:
@@ -255,10 +250,10 @@ class RedisBus(FanoutBus):
     # --- publish and replay -----------------------------------------------------------
 
     async def publish(self, event_id: str,
-                      deliveries: Sequence[Delivery]) -> list[Message] | None:
+                      deliveries: Sequence[Delivery]) -> list[str] | None:
         return (await self.publish_many([(event_id, deliveries)]))[0]
 
-    async def publish_many(self, batch: Sequence[Batch]) -> list[list[Message] | None]:
+    async def publish_many(self, batch: Sequence[Batch]) -> list[list[str] | None]:
         """The whole batch in one script call: all of it is published, or none (raises).
 
         Batches that arrive while a call is on its way (concurrent requests, several Kafka

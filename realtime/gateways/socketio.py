@@ -191,26 +191,25 @@ class SocketIOGateway:
         around the body the bus encoded. Consecutive messages for the same rooms (a burst
         to one room) go to each recipient as one write of all their frames."""
         offsets = self.recovery.enabled
+        send = self.sio.manager.send_encoded
+        catching_up = self._catching_up
         run: list[bytes] = []
         rooms: tuple[str, ...] = ()
         for message in messages:
-            skip = self._held_back(message) if self._catching_up else None
-            packet = self._packet(message, offsets)
+            skip = self._held_back(message) if catching_up else None
+            packet = event_packet(message.event, message.body,
+                                  message.position if offsets else None)
             if run and not skip and message.rooms == rooms:
                 run.append(packet)
                 continue
-            self._send(rooms, run)
+            if run:
+                send("/", rooms, run)
             rooms, run = message.rooms, [packet]
             if skip:
-                self._send(rooms, run, skip)
+                send("/", rooms, run, skip)
                 run = []
-        self._send(rooms, run)
-
-    def _send(self, rooms: tuple[str, ...], packets: list[bytes],
-              skip: list[str] | None = None) -> None:
-        if packets:
-            self.sio.manager.send_encoded("/", rooms[0] if len(rooms) == 1 else rooms,
-                                          packets, skip)
+        if run:
+            send("/", rooms, run)
 
     def _held_back(self, message: Message) -> list[str]:
         """Sockets still catching up that must not get ``message`` live (their catch-up
@@ -225,16 +224,10 @@ class SocketIOGateway:
                 del self._catching_up[sid]
         return skip
 
-    @staticmethod
-    def _packet(message: Message, offsets: bool) -> bytes:
-        """The message's EVENT packet; with recovery on, its position follows as the event's
-        last argument (the client's recovery offset), the same for every recipient."""
-        return event_packet(message.event, message.body, message.position if offsets else None)
-
     async def _send_messages(self, sid: str, messages: list[Message]) -> None:
         offsets = self.recovery.enabled
-        self.sio.manager.send_encoded(
-            "/", sid, [self._packet(message, offsets) for message in messages])
+        self.sio.manager.send_encoded("/", (sid,), [
+            event_packet(m.event, m.body, m.position if offsets else None) for m in messages])
 
     def _on_slow(self, eio_sid: str) -> None:
         self.metrics.slow_disconnects.labels("websocket").inc()

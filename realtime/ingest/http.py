@@ -19,6 +19,7 @@ from realtime.gateways.limits import TokenBucket
 from realtime.http.errors import ApiError, ServiceAuth, unavailable
 from realtime.ingest.pipeline import Ingestor
 from realtime.routing import Routed, RoutingError
+from realtime.routing.shape import text_within
 from realtime.state.idempotency import Answer, IdempotencyStore, fingerprint, scoped_key
 
 log = logging.getLogger(__name__)
@@ -70,17 +71,17 @@ class PublishEndpoint:
             raise ApiError(400, "invalid_request",
                            f"send 1..{MAX_EVENTS_PER_REQUEST} events")
         self._admit(identity.user_id, len(events))
-        routed = self._validate(events)
+        routed = self._validate(events, text_within(raw))
         if key is None:
             return await self._publish(routed)
         return await self._publish_once(scoped_key(identity.user_id, key), fingerprint(body),
                                         routed)
 
-    def _validate(self, events: list[Any]) -> list[Routed]:
+    def _validate(self, events: list[Any], shallow: bool) -> list[Routed]:
         """Every event of the batch, validated; one bad event refuses the whole batch."""
         routed: list[Routed] = []
         problems: list[dict[str, Any]] = []
-        for index, result in enumerate(self.ingestor.validate_many(events, "http")):
+        for index, result in enumerate(self.ingestor.validate_many(events, "http", shallow)):
             if isinstance(result, RoutingError):
                 problems.append({"index": index, "reason": result.reason,
                                  "message": result.message})
@@ -103,8 +104,9 @@ class PublishEndpoint:
         except DependencyError as exc:
             raise unavailable(exc, "publish", self.metrics, accepted=[],
                               duplicates=[]) from None
-        accepted = [r.event_id for r in results if not r.duplicate]
-        duplicates = [r.event_id for r in results if r.duplicate]
+        accepted = [e.event_id for e, published in zip(unique, results, strict=True) if published]
+        duplicates = [e.event_id for e, published in zip(unique, results, strict=True)
+                      if not published]
         return web.Response(body=orjson.dumps({"accepted": accepted, "duplicates": duplicates}),
                             status=202, content_type="application/json")
 

@@ -40,6 +40,7 @@ from realtime.kafka.failures import Refusal, is_transient, refusal_for
 from realtime.kafka.producer import KafkaProducer
 from realtime.metrics import Metrics
 from realtime.routing import Routed, RoutingError
+from realtime.routing.shape import text_within
 from realtime.settings import Settings
 from realtime.tasks import cancel_task
 
@@ -353,7 +354,8 @@ class KafkaIngest:
                 events.append(event)
                 decoded.append(index)
         routed: list[tuple[int, Routed]] = []
-        for index, result in zip(decoded, self.ingestor.validate_many(events, "kafka"),
+        shallow = text_within(b",".join([records[index].value or b"" for index in decoded]))
+        for index, result in zip(decoded, self.ingestor.validate_many(events, "kafka", shallow),
                                  strict=True):
             if isinstance(result, RoutingError):  # counted by the pipeline
                 refusals[index] = refusal_for(result)

@@ -8,23 +8,14 @@ events: :meth:`Ingestor.decode` bounds the size, :meth:`Ingestor.validate` every
 from __future__ import annotations
 
 import functools
-from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from realtime.bus import FanoutBus, Message
+from realtime.bus import FanoutBus
 from realtime.metrics import Metrics
 from realtime.routing import Routed, Router, RoutingError
 from realtime.state.orders import OrderStore
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    event_id: str
-    duplicate: bool
-    messages: list[Message]
 
 
 class Ingestor:
@@ -55,46 +46,37 @@ class Ingestor:
 
     def validate(self, event: object, source: str) -> Routed:
         """The validation step: what it returns can be encoded and delivered."""
-        self._received(source).inc()
-        return self._route(event, source)
+        [result] = self.validate_many([event], source)
+        if isinstance(result, RoutingError):
+            raise result
+        return result
 
-    def validate_many(self, events: list[Any], source: str) -> list[Routed | RoutingError]:
-        """:meth:`validate` for each event (counted once for the batch): each result is
-        the routed event or the error refusing it."""
+    def validate_many(self, events: list[Any], source: str,
+                      shallow: bool = False) -> list[Routed | RoutingError]:
+        """The validation step for each event (counted once for the batch): each result
+        is the routed event or the error refusing it. ``shallow``: the raw text of all of
+        them passed :func:`~realtime.routing.shape.text_within` (no depth walk needed)."""
         self._received(source).inc(len(events))
+        route = self.router.route
         results: list[Routed | RoutingError] = []
         for event in events:
             try:
-                results.append(self._route(event, source))
+                results.append(route(event, shallow=shallow))
             except RoutingError as exc:
+                self.metrics.events_rejected.labels(source, exc.reason).inc()
                 results.append(exc)
         return results
 
-    def _route(self, event: object, source: str) -> Routed:
-        try:
-            return self.router.route(event)
-        except RoutingError as exc:
-            self.metrics.events_rejected.labels(source, exc.reason).inc()
-            raise
+    async def publish(self, routed: Routed) -> bool:
+        """Publish a validated event: ``True``, or ``False`` for a duplicate; raises a
+        DependencyError (BusError) when a backend fails."""
+        [published] = await self.publish_many([routed])
+        return published
 
-    async def publish(self, routed: Routed) -> IngestResult:
-        """Publish a validated event; raises a DependencyError (BusError) when a backend fails."""
-        if routed.order_id is not None and (routed.owner_id or routed.order_status):
-            await self.orders.record(routed.order_id, routed.owner_id, routed.order_status)
-        try:
-            messages = await self.bus.publish(routed.event_id, routed.deliveries)
-        except Exception:
-            self.metrics.bus_publish_failures.inc()
-            raise
-        if messages is None:
-            self.metrics.events_deduplicated.inc()
-            return IngestResult(routed.event_id, True, [])
-        self._routed(routed.type).inc()
-        return IngestResult(routed.event_id, False, messages)
-
-    async def publish_many(self, routed: list[Routed]) -> list[IngestResult]:
+    async def publish_many(self, routed: list[Routed]) -> list[bool]:
         """Publish validated events in one bus call (one round trip on Redis, all or
-        nothing); raises a DependencyError (BusError) when a backend fails."""
+        nothing): for each, ``True`` if published now, ``False`` for a duplicate; raises a
+        DependencyError (BusError) when a backend fails."""
         for event in routed:
             if event.order_id is not None and (event.owner_id or event.order_status):
                 await self.orders.record(event.order_id, event.owner_id, event.order_status)
@@ -104,17 +86,13 @@ class Ingestor:
         except Exception:
             self.metrics.bus_publish_failures.inc()
             raise
-        results = [IngestResult(event.event_id, messages is None, messages or [])
-                   for event, messages in zip(routed, published, strict=True)]
-        routed_types = Counter(e.type for e, r in zip(routed, results, strict=True)
-                               if not r.duplicate)
-        for type_, count in routed_types.items():
+        counts: dict[str, int] = {}
+        for event, positions in zip(routed, published, strict=True):
+            if positions is not None:
+                counts[event.type] = counts.get(event.type, 0) + 1
+        for type_, count in counts.items():
             self._routed(type_).inc(count)
-        duplicates = len(results) - sum(routed_types.values())
+        duplicates = len(routed) - sum(counts.values())
         if duplicates:
             self.metrics.events_deduplicated.inc(duplicates)
-        return results
-
-    async def ingest(self, event: object, source: str) -> IngestResult:
-        """Validate and publish one event; raises RoutingError (bad event) or BusError."""
-        return await self.publish(self.validate(event, source))
+        return [positions is not None for positions in published]

@@ -3,11 +3,17 @@
 Adding an event type is adding a row to :data:`ROUTES`. Each row names the source
 fields it needs (``required``); an event missing one is rejected with a reason that
 ingest paths turn into a dead letter (Kafka) or a 400 (HTTP).
+
+Every event of every ingest path passes :meth:`Router.route`, so a row is compiled once,
+when it is made: room templates into prefix/field pairs, payloads into the fields they
+copy. Routing an event then costs a handful of dictionary lookups (see README
+"Performance").
 """
 
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,9 +31,19 @@ MAX_PUSH_ROOMS = 100
 ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.:@|\-]{1,200}$")
 
 
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Projection that copies source field ``name`` (``None`` when absent)."""
+
+    name: str
+
+    def __call__(self, event: Event) -> Any:
+        return event.get(self.name)
+
+
 def src(name: str) -> Projection:
     """Projection that copies source field ``name`` (``None`` when absent)."""
-    return lambda event: event.get(name)
+    return Source(name)
 
 
 def sanitized_updates(event: Event) -> Any:
@@ -51,6 +67,23 @@ class Delivery:
     payload: dict[str, Any]
 
 
+#: A compiled room template: ``(prefix, field, suffix)``, or the room itself when constant.
+Template = tuple[str, str, str] | str
+
+
+def _template(text: str) -> Template:
+    """``"user:{userId}"`` → ``("user:", "userId", "")``; ``"role:admin"`` stays as it is.
+    A room names at most one field."""
+    pieces = [(literal, name) for literal, name, _, _ in string.Formatter().parse(text)]
+    fields = [name for _, name in pieces if name]
+    if not fields:
+        return text
+    if len(fields) > 1:
+        raise ValueError(f"room template {text!r}: one {{field}} at most")
+    prefix, name = pieces[0]
+    return prefix, str(name), "".join(literal for literal, _ in pieces[1:])
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """One output of an event type: client event name, room templates, payload projection."""
@@ -58,10 +91,29 @@ class Route:
     event: str
     rooms: tuple[str, ...]
     payload: Mapping[str, Projection]
+    _templates: tuple[Template, ...] = field(init=False, repr=False)
+    #: ``payload`` as (key, source field) when every value is a plain copy, else empty.
+    _copies: tuple[tuple[str, ...], tuple[str, ...]] | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_templates", tuple(_template(t) for t in self.rooms))
+        copies = all(isinstance(p, Source) for p in self.payload.values())
+        object.__setattr__(self, "_copies", (
+            tuple(self.payload), tuple(p.name for p in self.payload.values())  # type: ignore[attr-defined]
+        ) if copies else None)
 
     def deliver(self, event: Event) -> Delivery:
-        rooms = tuple(template.format_map(_Fields(event)) for template in self.rooms)
-        return Delivery(self.event, rooms, {k: p(event) for k, p in self.payload.items()})
+        """Room fields are plain ids (checked by :meth:`Router.route`): ``42`` and ``"42"``
+        name one room."""
+        rooms = tuple(t if type(t) is str else t[0] + str(event[t[1]]) + t[2]
+                      for t in self._templates)
+        get = event.get
+        if self._copies is not None:
+            keys, names = self._copies
+            payload = dict(zip(keys, map(get, names), strict=True))
+        else:
+            payload = {key: project(event) for key, project in self.payload.items()}
+        return Delivery(self.event, rooms, payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,39 +135,30 @@ class EventType:
         return [route.deliver(event) for route in self.routes]
 
 
-#: Room names already checked (they repeat: one per user, order, role); bounded.
-_valid_rooms: set[str] = set()
-MAX_VALID_ROOMS = 100_000
+class _Checked(set[str]):
+    """Values that passed a check, remembered (they repeat: a room per user, order, role;
+    a few event names); bounded: emptied when full."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def remember(self, value: str) -> None:
+        if len(self) >= self.limit:
+            self.clear()
+        self.add(value)
 
 
-#: Event names already checked (they repeat too); bounded the same way.
-_valid_names: set[str] = set()
-
-
-def _remember(checked: set[str], value: str) -> None:
-    if len(checked) >= MAX_VALID_ROOMS:
-        checked.clear()
-    checked.add(value)
-
-
-def _valid_room(room: str) -> bool:
-    if not ROOM_PATTERN.fullmatch(room):
-        return False
-    _remember(_valid_rooms, room)
-    return True
-
-
-def _event_name(name: object) -> str:
-    if type(name) is str and name in _valid_names:
-        return name
-    checked = check_event_name(name, RESERVED_EVENTS)
-    _remember(_valid_names, checked)
-    return checked
+_valid_rooms = _Checked()
+_valid_names = _Checked()
+_valid_ids = _Checked()
 
 
 def _push(event: Event) -> list[Delivery]:
-    name = _event_name(event.get("event"))
-    rooms, data = event.get("rooms"), event.get("data", {})
+    name, rooms, data = event.get("event"), event.get("rooms"), event.get("data", {})
+    if type(name) is not str or name not in _valid_names:
+        name = check_event_name(name, RESERVED_EVENTS)
+        _valid_names.remember(name)
     if not isinstance(rooms, list) or not rooms or len(rooms) > MAX_PUSH_ROOMS:
         raise RoutingError("invalid_field", f"'rooms' must be a list of 1..{MAX_PUSH_ROOMS} rooms")
     for room in rooms:
@@ -124,15 +167,20 @@ def _push(event: Event) -> list[Delivery]:
                                "'rooms' entries must be room names like 'user:42'")
     if data is None:
         data = {}
-    if not isinstance(data, dict):
+    elif not isinstance(data, dict):
         raise RoutingError("invalid_field", "'data' must be a JSON object")
-    payload = dict(data)
     # The server sets these two; a payload never carries its own (see ``Delivery``).
-    if "eventId" in payload or "position" in payload:
-        payload.pop("eventId", None)
-        payload.pop("position", None)
-    return [Delivery(name, tuple(dict.fromkeys(rooms)) if len(rooms) > 1 else (rooms[0],),
-                     payload)]
+    if "eventId" in data or "position" in data:
+        data = {k: v for k, v in data.items() if k != "eventId" and k != "position"}
+    return [Delivery(name, (rooms[0],) if len(rooms) == 1 else tuple(dict.fromkeys(rooms)),
+                     data)]
+
+
+def _valid_room(room: str) -> bool:
+    if not ROOM_PATTERN.fullmatch(room):
+        return False
+    _valid_rooms.remember(room)
+    return True
 
 
 ROUTES: dict[str, EventType] = {
@@ -185,18 +233,11 @@ RESERVED_EVENTS: frozenset[str] = (
     | frozenset(route.event for row in ROUTES.values() for route in row.routes)
 )
 
-#: Source fields that become part of a room name must be plain scalars.
+#: Source fields that become part of a room name must be plain ids (:func:`_plain_id`).
 ROOM_FIELDS = ("userId", "orderId")
 MAX_ID_LENGTH = 200
 #: Integer ids beyond this do not survive a round trip through JavaScript clients.
 MAX_SAFE_INTEGER = 2**53 - 1
-
-
-class _Fields(dict[str, str]):
-    """``str.format_map`` source that stringifies ids (``42`` and ``"42"`` name one room)."""
-
-    def __init__(self, event: Event) -> None:
-        super().__init__({k: str(event[k]) for k in ROOM_FIELDS if k in event})
 
 
 @dataclass(slots=True)
@@ -217,41 +258,45 @@ class Router:
     def __init__(self, routes: Mapping[str, EventType] = ROUTES) -> None:
         self.routes = routes
 
-    def route(self, event: object) -> Routed:
-        if not isinstance(event, Mapping):
+    def route(self, event: object, *, shallow: bool = False) -> Routed:
+        """``shallow``: the caller vouches that the event nests at most
+        :data:`~realtime.routing.shape.MAX_DEPTH` levels (its text passed
+        :func:`~realtime.routing.shape.text_within`), so the walk is skipped."""
+        if type(event) is not dict and not isinstance(event, Mapping):
             raise RoutingError("not_an_object", "event must be a JSON object")
-        check_depth(event)
+        if not shallow:
+            check_depth(event)
         get = event.get
         event_id, type_ = get("id"), get("type")
         if type(event_id) is not str:
             event_id = _integer_id(event_id)
-        elif event_id == "":
+        elif not event_id:
             raise RoutingError("missing_id", "event needs an 'id' (string or integer)")
-        if len(event_id) > MAX_ID_LENGTH:
+        elif len(event_id) > MAX_ID_LENGTH:
             raise RoutingError("invalid_field", "'id' is too long")
         if not isinstance(type_, str) or not type_:
             raise RoutingError("missing_type", "event needs a 'type'")
         row = self.routes.get(type_)
         if row is None:
             raise RoutingError("unknown_type", f"unknown event type {type_!r}")
-        missing = [name for name in row.required if get(name) in _ABSENT]
-        if missing:
-            raise RoutingError("missing_fields", f"{type_} needs field(s) {', '.join(missing)}")
-        for name in ROOM_FIELDS:
-            value = get(name)
-            if value is not None and not _plain_id(value):
-                raise RoutingError("invalid_field", f"'{name}' must be a plain id")
-        order_id = get("orderId") if row.tracks_orders else None
-        owner = get("userId") if row.tracks_orders else None
+        for name in row.required:
+            if get(name) in _ABSENT:
+                missing = [name for name in row.required if get(name) in _ABSENT]
+                raise RoutingError("missing_fields",
+                                   f"{type_} needs field(s) {', '.join(missing)}")
+        user_id, order_id = get("userId"), get("orderId")
+        if user_id is not None and not _plain_id(user_id):
+            raise RoutingError("invalid_field", "'userId' must be a plain id")
+        if order_id is not None and not _plain_id(order_id):
+            raise RoutingError("invalid_field", "'orderId' must be a plain id")
+        deliveries = row.deliveries(event)
+        if not row.tracks_orders:
+            return Routed(event_id, type_, deliveries)
         status = get(row.order_status_field) if row.order_status_field else None
-        return Routed(
-            event_id=event_id,
-            type=type_,
-            deliveries=row.deliveries(event),
-            order_id=str(order_id) if order_id is not None else None,
-            owner_id=str(owner) if owner is not None else None,
-            order_status=str(status) if status is not None else None,
-        )
+        return Routed(event_id, type_, deliveries,
+                      str(order_id) if order_id is not None else None,
+                      str(user_id) if user_id is not None else None,
+                      str(status) if status is not None else None)
 
 
 #: Field values that count as missing.
@@ -271,10 +316,17 @@ def _integer_id(event_id: object) -> str:
 
 
 def _plain_id(value: object) -> bool:
-    """Whether a room-naming field is a string or safe integer that fits a room name."""
+    """Whether a room-naming field is a string or safe integer that fits a room name
+    (strings that pass are remembered)."""
+    if type(value) is str and value in _valid_ids:
+        return True
     if isinstance(value, bool) or not isinstance(value, str | int):
         return False
     if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
         return False
     text = str(value)
-    return len(text) <= MAX_ID_LENGTH and ROOM_PATTERN.fullmatch(text) is not None
+    if len(text) > MAX_ID_LENGTH or ROOM_PATTERN.fullmatch(text) is None:
+        return False
+    if isinstance(value, str):
+        _valid_ids.remember(value)
+    return True

@@ -330,17 +330,20 @@ class EngineServer:
 
     def deliver(self, sids: Iterable[str], data: bytes,
                 packets: Callable[[], Sequence[Packet]]) -> None:
+        """Send a broadcast to the sessions ``sids``: see :meth:`deliver_to`."""
+        self.deliver_to([socket for socket in map(self.sockets.get, sids) if socket is not None],
+                        data, packets)
+
+    @staticmethod
+    def deliver_to(sockets: Iterable[EngineSocket], data: bytes,
+                   packets: Callable[[], Sequence[Packet]]) -> None:
         """Send a broadcast to each session: a WebSocket one gets ``data`` (every frame of
         it, prebuilt and joined) in one write; a long-polling one gets the Engine.IO
         ``packets``, made on first need.
 
         The per-recipient loop of every broadcast, with no task per recipient."""
-        sockets = self.sockets
         queued: Sequence[Packet] | None = None
-        for sid in sids:
-            socket = sockets.get(sid)
-            if socket is None:
-                continue
+        for socket in sockets:
             ws = socket.ws
             if ws is not None:
                 ws.send(data)
@@ -350,12 +353,13 @@ class EngineServer:
                 for packet in queued:
                     socket.send(packet)
 
-    def deliver_text(self, sids: Iterable[str], packets: list[bytes]) -> None:
-        """:meth:`deliver` for encoded text packets (UTF-8): framed once, all of them in one
-        write per WebSocket; decoded only if a long-polling session is among the recipients."""
+    def deliver_text(self, sockets: Iterable[EngineSocket], packets: list[bytes]) -> None:
+        """:meth:`deliver_to` for encoded text packets (UTF-8): framed once, all of them in
+        one write per WebSocket; decoded only if a long-polling session is among the
+        recipients."""
         data = text_frame(packets[0]) if len(packets) == 1 else \
-            b"".join([text_frame(packet) for packet in packets])
-        self.deliver(sids, data, lambda: [packet.decode() for packet in packets])
+            b"".join(map(text_frame, packets))
+        self.deliver_to(sockets, data, lambda: [packet.decode() for packet in packets])
 
     # --- handlers -------------------------------------------------------------------------
 

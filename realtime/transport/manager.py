@@ -9,12 +9,12 @@ Its ``emit`` is the broadcast fast path: the packet is encoded and framed once a
 to each recipient's session through :meth:`EngineServer.deliver
 <realtime.transport.engineio.EngineServer.deliver>`, with no task per recipient. A packet
 that arrives encoded (a bus message's, :func:`~realtime.transport.payload.event_packet`)
-goes out through :meth:`IndexedManager.send_encoded` as it is.
+goes out through :meth:`IndexedManager.send_encoded` as it is, to the Engine.IO sessions
+the manager keeps per named room (:attr:`IndexedManager.sessions`): no lookup per recipient.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any
 
@@ -22,6 +22,7 @@ import socketio
 from bidict import ValueDuplicationError
 from socketio import packet
 
+from realtime.transport.engineio import EngineSocket
 from realtime.transport.websocket import frame
 
 #: python-socketio manager members this class overrides or reads (checked by
@@ -33,6 +34,7 @@ PRIVATE_NAMES = ("pending_connect", "pending_disconnect", "callbacks", "rooms",
 
 
 _second = itemgetter(1)
+_NONE: dict[str, Any] = {}
 
 
 class _SidSet(dict[str, None]):
@@ -49,6 +51,10 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self.sid_rooms: dict[tuple[str, str], set[Any]] = {}
+        #: namespace → named room → sid → its Engine.IO session (a socket's own sid room
+        #: and the namespace's room ``None`` are left out: each would cost a dict per
+        #: connection, and only a replay or the stock paths address them).
+        self.sessions: dict[str, dict[str, dict[str, EngineSocket]]] = {}
 
     async def emit(self, event: str, data: Any, namespace: str, room: Any = None,
                    skip_sid: Any = None, callback: Any = None, to: Any = None,
@@ -67,15 +73,24 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
         self.server.eio.deliver(self._recipients(namespace, to or room, skip_sid),
                                 b"".join([frame(p) for p in packets]), lambda: packets)
 
-    def send_encoded(self, namespace: str, room: str | tuple[str, ...], packets: list[bytes],
+    def send_encoded(self, namespace: str, rooms: tuple[str, ...], packets: list[bytes],
                      skip_sid: list[str] | None = None) -> None:
-        """Send encoded Engine.IO text packets (``42[...]``) to the members of ``room`` (or
-        of several rooms, each socket once), except ``skip_sid``: one write of all of
-        them per WebSocket recipient."""
+        """Send encoded Engine.IO text packets (``42[...]``) to the members of ``rooms``
+        (each socket once), except ``skip_sid``: one write of all of them per WebSocket
+        recipient. Nothing is framed for rooms without a member here."""
+        if len(rooms) == 1 and not skip_sid:
+            members = self.sessions.get(namespace, _NONE).get(rooms[0])
+            if members is not None:
+                self.server.eio.deliver_text(members.values(), packets)
+                return
         if namespace in self.rooms:
-            self.server.eio.deliver_text(self._recipients(namespace, room, skip_sid), packets)
+            sockets = self.server.eio.sockets
+            found = [socket for socket in map(sockets.get, self._recipients(
+                namespace, rooms, skip_sid)) if socket is not None]
+            if found:
+                self.server.eio.deliver_text(found, packets)
 
-    def _recipients(self, namespace: str, room: Any, skip_sid: Any) -> Iterable[str]:
+    def _recipients(self, namespace: str, room: Any, skip_sid: Any) -> list[str]:
         """engine.io sids of a room (or rooms), each once, without ``skip_sid``.
 
         A room is a ``bidict``, whose ``values()`` builds (and keeps) an inverse bidict the
@@ -89,7 +104,7 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
         else:
             members = rooms.get(room) or {}
         if not skip_sid:
-            return map(_second, members.items())
+            return list(members.values())
         skip = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
         return [eio_sid for sid, eio_sid in members.items() if sid not in skip]
 
@@ -114,18 +129,31 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
                          eio_sid: str | None = None) -> None:
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
         self.sid_rooms.setdefault((namespace, sid), set()).add(room)
+        if room is not None and room != sid and self.server is not None:
+            socket = self.server.eio.sockets.get(self.rooms[namespace][room][sid])
+            if socket is not None:
+                self.sessions.setdefault(namespace, {}).setdefault(room, {})[sid] = socket
 
     def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
         super().basic_leave_room(sid, namespace, room)
+        self._forget(sid, namespace, room)
         rooms = self.sid_rooms.get((namespace, sid))
         if rooms is not None:
             rooms.discard(room)
+
+    def _forget(self, sid: str, namespace: str, room: Any) -> None:
+        """Drop ``sid`` from :attr:`sessions` of ``room``."""
+        rooms = self.sessions.get(namespace, _NONE)
+        members = rooms.get(room)
+        if members is not None and members.pop(sid, None) is not None and not members:
+            del rooms[room]
 
     def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
         rooms = self.sid_rooms.pop((namespace, sid), set())
         # Leave named rooms first and the connection map (room None) last.
         for room in sorted(rooms, key=lambda r: r is None):
             super().basic_leave_room(sid, namespace, room)
+            self._forget(sid, namespace, room)
         self.callbacks.pop(sid, None)
         for pending in (self.pending_connect, self.pending_disconnect):
             sids = pending.get(namespace)

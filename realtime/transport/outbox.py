@@ -5,7 +5,8 @@ recipient's :class:`Outbox`. The first frame a socket gets in a loop tick is wri
 when its transport has nothing pending (the first recipient is not held for the tick);
 frames behind it — a burst, or a transport still busy with an earlier write — are
 coalesced, and the :class:`Flusher` writes them as one ``transport.write`` at the end of
-the loop tick. Every frame a socket is
+the loop tick (a reader that falls behind gets a few large writes, not thousands of small
+buffers). Every frame a socket is
 sent — broadcasts, acks, snapshots, pings — goes through its outbox, so they leave in the
 order they were sent. A client that does not read is cut off when its transport buffer
 passes a limit (it reconnects and resumes from history) instead of growing server memory.
@@ -67,10 +68,13 @@ class Outbox:
         self.tick = flusher.tick
         if not flusher.scheduled:
             flusher.schedule()
-        if self.transport.get_write_buffer_size():  # behind a pending write: coalesce
+        transport = self.transport
+        if transport.get_write_buffer_size():  # behind a pending write: coalesce
             self._queue(data)
-        else:
-            self._send(data)
+        elif not transport.is_closing():
+            transport.write(data)
+            if transport.get_write_buffer_size() > self.limit:
+                self.on_slow(self)
 
     def _queue(self, data: bytes) -> None:
         parts = self.parts

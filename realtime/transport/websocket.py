@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import codecs
 import hashlib
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -250,18 +251,27 @@ def _unmask(data: bytearray, mask: bytearray) -> bytes:
         size, "little")
 
 
+_HEAD = struct.Struct("!BB").pack
+_HEAD16 = struct.Struct("!BBH").pack
+_HEAD64 = struct.Struct("!BBQ").pack
+
+
 def _frame(opcode: int, payload: bytes) -> bytes:
     """One unmasked, final server frame."""
     size = len(payload)
     if size < 126:
-        return bytes((0x80 | opcode, size)) + payload
+        return _HEAD(0x80 | opcode, size) + payload
     if size < 1 << 16:
-        return bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big") + payload
-    return bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big") + payload
+        return _HEAD16(0x80 | opcode, 126, size) + payload
+    return _HEAD64(0x80 | opcode, 127, size) + payload
 
 
 def text_frame(payload: bytes) -> bytes:
-    """One unmasked text frame of ``payload``, already UTF-8."""
+    """One unmasked text frame of ``payload``, already UTF-8 (every broadcast frame is one:
+    the common sizes without a second call)."""
+    size = len(payload)
+    if 126 <= size < 1 << 16:
+        return _HEAD16(0x81, 126, size) + payload
     return _frame(TEXT, payload)
 
 

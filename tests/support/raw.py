@@ -34,10 +34,20 @@ def masked_text_frame(text: str) -> bytes:
     return header + b"\0\0\0\0" + payload
 
 
-async def flood(url: str, room: str, after_batch: Callable[[], object] = lambda: None) -> None:
-    """Publish 60 x 100 events of ~4 KB (24 MB) to ``room``: far more than a 1 MB buffer."""
+async def flood(url: str, room: str, after_batch: Callable[[], object] = lambda: None,
+                received: Callable[[], int] | None = None) -> None:
+    """Publish 60 x 100 events of ~4 KB (24 MB) to ``room``: far more than a 1 MB buffer.
+
+    ``received`` (a healthy reader's count so far) paces the flood to that reader: a batch
+    goes out once it has the one before last, so it never has more than two batches
+    (~800 KB) in flight however fast the server is, while a reader that reads nothing
+    falls behind by all of them."""
     blob = "x" * 4000
     for batch in range(60):
+        if received is not None:
+            async with asyncio.timeout(30):
+                while received() < (batch - 1) * 100:
+                    await asyncio.sleep(0.005)
         status, _ = await publish_to(url, [
             {"id": f"b{batch}-{n}", "type": "PUSH", "event": "tick",
              "rooms": [room], "data": {"n": batch * 100 + n, "blob": blob}}
