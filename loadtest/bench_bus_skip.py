@@ -21,21 +21,20 @@ import orjson
 
 from loadtest.lean_client import no_gc_pauses
 from loadtest.report import Progress, Run, print_table, save
-from realtime.bus.base import body_parts
-from realtime.bus.redis import RedisBus
+from realtime.bus.base import delivered
+from realtime.bus.redis import RedisBus, channel_message, frame_of
 
 CHUNK = 10_000
 
 
 def channel_messages(count: int) -> list[bytes]:
+    """One delivery per channel message, as the publish script sends them."""
     messages = []
     for n in range(count):
-        rooms = [f"user:u{n % 5000}"]
-        head, tail = body_parts(f"e{n}", {"orderId": f"o{n}", "status": "SHIPPED",
-                                          "updates": {"name": "x" * 40, "n": n}})
-        position = f"abcd1234-{n + 1}".encode()
-        header = orjson.dumps(["order_status_updated", rooms, f"e{n}", position.decode()])
-        messages.append(header + b"\n" + head + position + tail)
+        body = orjson.dumps(delivered(f"e{n}", "", {"orderId": f"o{n}", "status": "SHIPPED",
+                                                    "updates": {"name": "x" * 40, "n": n}}))
+        frame = frame_of("order_status_updated", (f"user:u{n % 5000}",), f"e{n}", body)
+        messages.append(channel_message("abcd1234", n, [frame]))
     return messages
 
 
@@ -55,7 +54,7 @@ async def timed(messages: list[bytes], handle: Callable[[bytes], Awaitable[objec
 
 
 async def bare_decode(raw: bytes) -> None:
-    header, _, body = raw.partition(b"\n")
+    _, header, body = raw.split(b"\n")
     orjson.loads(header), orjson.loads(body)
 
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from realtime.bus import BusError, FanoutBus, MemoryBus, Message, Replay
-from realtime.bus.redis import RedisBus
+from realtime.bus.redis import RedisBus, frame_of
 from realtime.routing import Delivery
 from support.redis_server import RedisServer
 
@@ -264,10 +264,11 @@ async def test_redis_concurrent_publishes_share_script_calls_and_keep_their_own_
         await bus.close()
 
 
-async def test_redis_history_entry_is_the_channel_frame_and_older_entries_still_replay(
+async def test_redis_history_entry_is_the_frame_and_older_entries_still_replay(
         redis_server: RedisServer) -> None:
-    """One field per stream entry (the channel frame; the time is the id's second part), and
-    entries written in the earlier layout (fields h, b, t) are still replayed."""
+    """One field per stream entry: the frame, without its position (the entry id is
+    ``<seq>-<ms>``); entries written in the two earlier layouts (the frame with its
+    position in header and body; fields h, b, t) are still replayed."""
     bus = await started(RedisBus(redis_server.url))
     try:
         [first] = await bus.publish("n1", push("user:f", 1)) or []
@@ -275,18 +276,78 @@ async def test_redis_history_entry_is_the_channel_frame_and_older_entries_still_
         assert list(fields) == [b"m"]
         seq, stamp = (int(part) for part in entry_id.split(b"-"))
         assert first.endswith(f"-{seq}") and abs(stamp / 1000 - time.time()) < 60
-        assert fields[b"m"] == orjson.dumps(["tick", ["user:f"], "n1", first]) + b"\n" + \
-            orjson.dumps({"eventId": "n1", "position": first, "n": 1})
+        body = orjson.dumps({"eventId": "n1", "position": "", "n": 1})
+        assert fields[b"m"] == frame_of("tick", ("user:f",), "n1", body) == \
+            orjson.dumps(["tick", ["user:f"], "n1", body.index(b'""') + 1]) + b"\n" + body
         epoch = first.rsplit("-", 1)[0]
-        old_position = f"{epoch}-{seq + 1}"
-        await bus.redis.incr("rt:seq")
+        older = [f"{epoch}-{seq + 1}", f"{epoch}-{seq + 2}"]
+        await bus.redis.incrby("rt:seq", 2)
         await bus.redis.xadd("rt:h:user:f", {
-            "b": b'{"eventId":"o2","position":"' + old_position.encode() + b'","n":2}',
+            "m": orjson.dumps(["tick", ["user:f"], "o2", older[0]]) + b"\n" + orjson.dumps(
+                {"eventId": "o2", "position": older[0], "n": 2})}, id=f"{seq + 1}-0")
+        await bus.redis.xadd("rt:h:user:f", {
+            "b": orjson.dumps({"eventId": "o3", "position": older[1], "n": 3}),
             "t": int(time.time() * 1000),
-            "h": orjson.dumps(["tick", ["user:f"], "o2", old_position])}, id=f"{seq + 1}-0")
+            "h": orjson.dumps(["tick", ["user:f"], "o3", older[1]])}, id=f"{seq + 2}-0")
         replay = await bus.replay(["user:f"], f"{epoch}-{seq - 1}")
         assert replay.recovered
-        assert [(m.event_id, m.data["n"]) for m in replay.messages] == [("n1", 1), ("o2", 2)]
+        assert [(m.event_id, m.position, m.data) for m in replay.messages] == [
+            ("n1", first, {"eventId": "n1", "position": first, "n": 1}),
+            ("o2", older[0], {"eventId": "o2", "position": older[0], "n": 2}),
+            ("o3", older[1], {"eventId": "o3", "position": older[1], "n": 3})]
+    finally:
+        await bus.close()
+
+
+async def test_an_id_is_a_duplicate_for_its_window_and_free_after_it() -> None:
+    """Memory: remembered at least the window and at most twice it (two generations)."""
+    now = [1000.0]
+    bus = await started(MemoryBus(dedup_window=10.0, clock=lambda: now[0]))
+    try:
+        assert await bus.publish("d1", push("user:d", 1)) is not None
+        for later in (5.0, 9.9):
+            now[0] = 1000.0 + later
+            assert await bus.publish("d1", push("user:d", 1)) is None
+        now[0] = 1000.0 + 20.1
+        assert await bus.publish("d1", push("user:d", 1)) is not None
+    finally:
+        await bus.close()
+
+
+async def test_redis_dedup_is_a_few_set_commands_per_batch_not_one_per_event(
+        redis_server: RedisServer) -> None:
+    bus = await started(RedisBus(redis_server.url, dedup_window=600))
+    try:
+        await bus.publish("warm", push("user:w", 0))
+        before = await bus.redis.info("commandstats")
+        batch = [(f"s{n}", push(f"user:s{n % 7}", n)) for n in range(100)]
+        results = await bus.publish_many(batch + batch[:10])  # repeats inside the batch
+        assert [r is None for r in results] == [False] * 100 + [True] * 10
+        again = await bus.publish_many(batch[50:60])  # and in a later call
+        assert again == [None] * 10
+        after = await bus.redis.info("commandstats")
+        calls = {name: after[name]["calls"] - before.get(name, {"calls": 0})["calls"]
+                 for name in after if name.startswith("cmdstat_")}
+        assert calls.get("cmdstat_set", 0) == 0
+        assert calls["cmdstat_smismember"] == 10 and calls["cmdstat_sadd"] == 1
+        assert calls["cmdstat_xadd"] == 100
+    finally:
+        await bus.close()
+
+
+async def test_redis_stream_expiry_is_refreshed_once_per_bucket_and_after_data_loss(
+        redis_server: RedisServer) -> None:
+    bus = await started(RedisBus(redis_server.url, history_ttl=3600))
+    try:
+        await bus.publish_many([(f"x{n}", push(f"user:x{n % 5}", n)) for n in range(50)])
+        ttl = await bus.redis.pttl("rt:h:user:x0")
+        assert 3600_000 <= ttl <= 3600_000 + 36_000 + 1000
+        before = (await bus.redis.info("commandstats"))["cmdstat_pexpire"]["calls"]
+        await bus.publish_many([(f"y{n}", push(f"user:x{n % 5}", n)) for n in range(50)])
+        assert (await bus.redis.info("commandstats"))["cmdstat_pexpire"]["calls"] == before
+        await bus.redis.flushall()  # Redis lost everything: a new epoch, new streams
+        await bus.publish("z1", push("user:x0", 1))
+        assert (await bus.redis.pttl("rt:h:user:x0")) > 3500_000
     finally:
         await bus.close()
 

@@ -21,7 +21,6 @@ import orjson
 
 from realtime.dependency import DependencyError
 from realtime.routing import Delivery
-from realtime.transport.payload import encode_json, encode_many, encode_text
 
 log = logging.getLogger(__name__)
 
@@ -52,28 +51,6 @@ def delivered(event_id: str, position: str, payload: dict[str, Any]) -> dict[str
     if "eventId" in payload or "position" in payload:
         payload = {k: v for k, v in payload.items() if k != "eventId" and k != "position"}
     return {"eventId": event_id, "position": position, **payload}
-
-
-def body_parts(event_id: str, payload: dict[str, Any]) -> tuple[bytes, bytes]:
-    """Head and tail of a delivered body, for a backend that assigns positions elsewhere
-    (Redis Lua): ``head + position + tail`` is :func:`delivered` encoded as python-socketio
-    encodes packets (:func:`encode_json`), so the Socket.IO gateway frames it as it is."""
-    return _parts(encode_text(event_id), encode_json(delivered(event_id, "", payload)))
-
-
-def batch_parts(batch: Sequence[Batch]) -> list[tuple[bytes, bytes]]:
-    """:func:`body_parts` of every delivery of ``batch``, in order, encoded in one go
-    (:func:`encode_many`: one exactness check for the whole batch)."""
-    ids = encode_many([event_id for event_id, deliveries in batch for _ in deliveries])
-    bodies = encode_many([delivered(event_id, "", delivery.payload)
-                          for event_id, deliveries in batch for delivery in deliveries])
-    return list(map(_parts, ids, bodies))
-
-
-def _parts(event_id: bytes, body: bytes) -> tuple[bytes, bytes]:
-    """Split an encoded :func:`delivered` with an empty position where the position goes."""
-    split = len(event_id) + 24  # len(b'{"eventId":' + event_id + b',"position":"')
-    return body[:split], body[split:]
 
 
 @dataclass(slots=True)

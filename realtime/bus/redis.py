@@ -1,24 +1,34 @@
 """``redis://`` (``rediss://``, ``redis+sentinel://``): the bus shared by all instances.
 
-One Lua script publishes a whole batch (an HTTP request's events, a Kafka fetch) at once:
-claim the event ids (``SET NX``: de-duplication in one command), take positions from one
-counter (one ``INCRBY``), append to each room's stream (bounded by ``XADD MAXLEN ~``: no
-trimming loops), refresh each room's expiry once per batch, and PUBLISH the batch as one
-channel message. No per-room "last position" key: a replay tells an expired room from a
-quiet one by a floor (:meth:`RedisBus._floor`) kept from one mark per time bucket. A
-failing write gives the claimed ids back before the error is raised (so a failed publish
-never turns its retry into a "duplicate"); the caller gets :class:`BusError` and (Kafka
-consumer) holds its offset. Headers and bodies are encoded here, in Python, around the
-position the script fills in: the script does no JSON.
+One Lua script publishes a whole batch (an HTTP request's events, a Kafka fetch; batches
+that overlap share the next call) in a handful of commands per batch and one per delivery:
 
-A channel message is one or more ``header_json \\n body`` pairs joined by ``\\n`` (bodies are
-compact JSON with ASCII escapes: never a raw newline), so an instance with no local
-recipient decodes only the small headers and skips the rest. A room's history entry is that
-pair as one field (``m``), its time the second part of the entry id (``<seq>-<ms>``): one
-field per ``XADD``, the script builds each frame once. History is bounded exactly
-where it is read: :meth:`RedisBus.replay` keeps the newest ``history_size`` entries of a
-room and none older than ``history_ttl``, like the memory bus. After a listener reconnect
-the instance catches up its local rooms from the streams, so a pub/sub outage loses nothing.
+* de-duplication: event ids are members of one set per time bucket (a quarter of the
+  window), looked up in the window's buckets with ``SMISMEMBER`` and added with ``SADD``,
+  a few commands per batch instead of a ``SET NX`` per event;
+* positions: one ``INCRBY`` for the batch; the *k*-th delivery published gets the counter's
+  old value + *k*. Nothing position-dependent is built in Lua: a frame travels without its
+  position and each reader puts it in (the channel message says where the batch starts; a
+  history entry's id is ``<seq>-<ms>``);
+* history: one ``XADD MAXLEN ~`` per room of a delivery, the frame as the entry's one field
+  (``m``); a room's stream expiry is refreshed once per time bucket per instance, not per
+  event (the instance remembers which streams it refreshed, :class:`_Refreshed`);
+* one ``PUBLISH`` of the whole batch.
+
+A failing write gives the claimed ids back before the error is raised (so a failed publish
+never turns its retry into a "duplicate"); the caller gets :class:`BusError` and (Kafka
+consumer) holds its offset. No per-room "last position" key: a replay tells an expired room
+from a quiet one by a floor (:meth:`RedisBus._floor`) kept from one mark per time bucket.
+
+A frame is ``header_json \\n body``: the header is ``[event, rooms, eventId, split]`` and the
+body is the delivered payload with an empty position, which goes in at byte ``split``
+(bodies are compact JSON with ASCII escapes: never a raw newline). A channel message is
+``<epoch> <seq before its first delivery>`` and then its frames, one line each for header
+and body, so an instance with no local recipient decodes only the small headers. History is
+bounded exactly where it is read: :meth:`RedisBus.replay` keeps the newest ``history_size``
+entries of a room and none older than ``history_ttl``, like the memory bus. After a listener
+reconnect the instance catches up its local rooms from the streams, so a pub/sub outage
+loses nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
@@ -45,40 +55,64 @@ from realtime.bus.base import (
     FanoutBus,
     Message,
     Replay,
-    body_parts,
+    delivered,
     parse_position,
 )
 from realtime.bus.channel import listen_forever
 from realtime.routing import Delivery
 from realtime.tasks import cancel_task
+from realtime.transport.payload import encode_many
 
 log = logging.getLogger(__name__)
 
 PUBLISH_SCRIPT = """
+-- KEYS: [1] counter, [2] epoch, [3] marks, [4] this bucket's dedup set, [5..] older buckets' sets
+-- ARGV: [1] epoch if none, [2] history size, [3] stream TTL (ms), [4] mark bucket (ms),
+--       [5] now (ms), [6] channel, [7] dedup set TTL (s), [8] events, [9] streams to refresh,
+--       then per event: id, deliveries; per delivery: frame, rooms, the rooms' streams;
+--       then the streams whose expiry to refresh.
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
-  redis.call('SET', KEYS[2], ARGV[2])
-  epoch = ARGV[2]
+  redis.call('SET', KEYS[2], ARGV[1])
+  epoch = ARGV[1]
 end
-local dedup_ttl, maxlen, ttl_ms, bucket_ms = ARGV[1], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local now, channel, count = ARGV[6], ARGV[7], tonumber(ARGV[8])
--- Keys come named (dedup keys, room streams): the script builds no key names.
--- Pass 1: claim each event id (SET NX: one command), note where its deliveries start.
-local events, claimed, total, i = {}, {}, 0, 9
+local maxlen, ttl_ms, bucket_ms, now = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local count, refresh = tonumber(ARGV[8]), tonumber(ARGV[9])
+local CHUNK = 1000  -- arguments per unpack (Lua's stack is bounded)
+local ids, starts, i = {}, {}, 10
 for e = 1, count do
-  local key, ndeliveries = ARGV[i], tonumber(ARGV[i + 1])  -- the event's dedup key
-  local start = i + 2
-  i = start
-  for _ = 1, ndeliveries do i = i + 4 + tonumber(ARGV[i + 3]) end
-  local taken = not redis.call('SET', key, '1', 'NX', 'EX', dedup_ttl)
-  events[e] = {ndeliveries, start, taken}
-  if not taken then
-    claimed[#claimed + 1] = key
-    total = total + ndeliveries
+  ids[e], starts[e] = ARGV[i], i + 2
+  i = i + 2
+  for _ = 1, tonumber(ARGV[i - 1]) do i = i + 2 + tonumber(ARGV[i + 1]) end
+end
+local refresh_from = i
+-- Which ids a bucket of the window already holds.
+local taken = {}
+for k = 4, #KEYS do
+  for first = 1, count, CHUNK do
+    local last = math.min(count, first + CHUNK - 1)
+    local found = redis.call('SMISMEMBER', KEYS[k], unpack(ids, first, last))
+    for j, member in ipairs(found) do
+      if member == 1 then taken[first + j - 1] = true end
+    end
   end
 end
--- Pass 2: positions, history (a room's expiry refreshed once per batch), one channel
--- message. Headers and bodies come encoded: the position goes in between.
+local fresh, total = {}, 0
+for e = 1, count do
+  if not taken[e] then
+    fresh[#fresh + 1] = ids[e]
+    total = total + tonumber(ARGV[starts[e] - 1])
+  end
+end
+local function claim(command)
+  for first = 1, #fresh, CHUNK do
+    redis.call(command, KEYS[4], unpack(fresh, first, math.min(#fresh, first + CHUNK - 1)))
+  end
+end
+if #fresh > 0 then
+  claim('SADD')
+  redis.call('EXPIRE', KEYS[4], ARGV[7])
+end
 local function publish()
   local seq = 0
   if total > 0 then
@@ -92,42 +126,39 @@ local function publish()
       end
     end
   end
-  local results, frames, written = {}, {}, {}
+  local first, frames = seq, {}
   for e = 1, count do
-    local ndeliveries, j, taken = unpack(events[e])
-    if taken then
-      results[e] = false
-    else
-      local positions = {}
-      for d = 1, ndeliveries do
-        local nrooms = tonumber(ARGV[j + 3])
+    if not taken[e] then
+      local j = starts[e]
+      for _ = 1, tonumber(ARGV[j - 1]) do
+        local frame, nrooms = ARGV[j], tonumber(ARGV[j + 1])
         seq = seq + 1
-        -- The entry id carries the time (its second part); the entry is the channel
-        -- frame itself: header, newline, body, the position written into both.
-        local id, position = seq .. '-' .. now, epoch .. '-' .. seq
-        local frame = ARGV[j] .. position .. ARGV[j + 1] .. position .. ARGV[j + 2]
-        for r = j + 4, j + 3 + nrooms do
+        local id = seq .. '-' .. now
+        for r = j + 2, j + 1 + nrooms do
           redis.call('XADD', ARGV[r], 'MAXLEN', '~', maxlen, id, 'm', frame)
-          written[ARGV[r]] = true
         end
         frames[#frames + 1] = frame
-        positions[d] = position
-        j = j + 4 + nrooms
+        j = j + 2 + nrooms
       end
-      results[e] = positions
     end
   end
-  for stream in pairs(written) do redis.call('PEXPIRE', stream, ttl_ms) end
-  if #frames > 0 then redis.call('PUBLISH', channel, table.concat(frames, '\\n')) end
-  return results
+  for r = refresh_from, refresh_from + refresh - 1 do
+    redis.call('PEXPIRE', ARGV[r], ttl_ms)
+  end
+  if #frames > 0 then
+    redis.call('PUBLISH', ARGV[6], epoch .. ' ' .. first .. '\\n' .. table.concat(frames, '\\n'))
+  end
+  local duplicates = {}
+  for e = 1, count do duplicates[e] = taken[e] and '1' or '0' end
+  return {epoch, first, table.concat(duplicates)}
 end
 -- A failed write (raised to the caller) gives the ids back: its retry is not a duplicate.
-local ok, results = pcall(publish)
+local ok, result = pcall(publish)
 if not ok then
-  for _, key in ipairs(claimed) do redis.call('DEL', key) end
-  return redis.error_reply(type(results) == 'table' and results.err or tostring(results))
+  if #fresh > 0 then claim('SREM') end
+  return redis.error_reply(type(result) == 'table' and result.err or tostring(result))
 end
-return results
+return result
 """
 
 
@@ -175,19 +206,63 @@ def packed_in_c(connection_class: type[Any]) -> type[Any]:
                 (_HiredisPacking, connection_class), {})
 
 
+def frame_of(event: str, rooms: tuple[str, ...], event_id: str, body: bytes) -> bytes:
+    """A delivery as the channel and a history entry carry it: ``header \\n body``, where
+    ``body`` is :func:`~realtime.bus.base.delivered` encoded with an empty position and
+    the header says where the position goes."""
+    split = body.index(b',"position":"') + 13
+    return orjson.dumps([event, rooms, event_id, split]) + b"\n" + body
+
+
+def channel_message(epoch: str, before: int, frames: Sequence[bytes]) -> bytes:
+    """What the script publishes for a batch whose first delivery is ``before + 1``."""
+    return f"{epoch} {before}".encode() + b"\n" + b"\n".join(frames)
+
+
+def _message(header: bytes, body: bytes, epoch: str, seq: int) -> Message:
+    """A frame read back (channel or history) as the :class:`Message` at ``seq``."""
+    event, rooms, event_id, split = orjson.loads(header)
+    position = f"{epoch}-{seq}"
+    if isinstance(split, str):  # written before frames left the position out: it is there
+        return Message(event, tuple(rooms), event_id, split, body)
+    return Message(event, tuple(rooms), event_id, position,
+                   body[:split] + position.encode() + body[split:])
+
+
+class _Refreshed:
+    """Streams whose expiry this instance set within the current time bucket: each is
+    refreshed once per bucket, not per event. A stream set to expire ``history_ttl`` +
+    one bucket from its refresh outlives every entry written until the next refresh by
+    ``history_ttl``. Forgotten when Redis comes back with a new epoch (it lost them)."""
+
+    def __init__(self, bucket_ms: int, limit: int = 100_000) -> None:
+        self.bucket_ms = bucket_ms
+        self.limit = limit
+        self._bucket = -1
+        self._streams: set[str] = set()
+
+    def due(self, streams: Iterable[str], now_ms: int) -> list[str]:
+        """Those of ``streams`` to refresh now (then taken as refreshed)."""
+        bucket = now_ms // self.bucket_ms
+        if bucket != self._bucket or len(self._streams) > self.limit:
+            self._bucket, self._streams = bucket, set()
+        done = self._streams
+        due = [stream for stream in dict.fromkeys(streams) if stream not in done]
+        done.update(due)
+        return due
+
+    def forget(self, keep: Iterable[str] = ()) -> None:
+        """Take every stream as not refreshed, but ``keep``."""
+        self._streams = set(keep)
+
+
 @dataclass(slots=True)
 class _Pending:
-    """A caller's batch waiting for the script: its encoded arguments and its answer."""
+    """A caller's batch waiting for the script: each event's id and its deliveries' frames
+    and streams, encoded when the caller published; and the caller's answer."""
 
-    batch: Sequence[Batch]
+    events: list[tuple[str, list[tuple[bytes, list[str]]]]]
     answer: asyncio.Future[list[list[str] | None]]
-    args: list[Any] = field(default_factory=list)
-    parts: list[list[tuple[bytes, bytes]]] = field(default_factory=list)
-
-    def messages(self, results: list[list[bytes] | None]) -> list[list[str] | None]:
-        """The script's positions for this batch (``None``: a duplicate)."""
-        return [None if positions is None else [p.decode() for p in positions]
-                for positions in results]
 
 
 def _answer(group: list[_Pending], error: BaseException) -> None:
@@ -223,6 +298,10 @@ class RedisBus(FanoutBus):
         # Marks per time bucket, about a hundred within the history's age bound.
         self._bucket_ms = max(100, self._ttl * 1000 // 100)
         self._keys = [f"{prefix}seq", f"{prefix}epoch", f"{prefix}marks:{self._bucket_ms}"]
+        #: Dedup sets: one per quarter window; five of them cover the window.
+        self._dedup_bucket = max(1, self._dedup // 4)
+        self._refreshed = _Refreshed(self._bucket_ms)
+        self._published_epoch: bytes | None = None
         self._listener: asyncio.Task[None] | None = None
         self.connected = False
         self.last_error = "starting"
@@ -262,24 +341,43 @@ class RedisBus(FanoutBus):
         caller alone, before its batch joins the queue."""
         if not batch:
             return []
-        pending = _Pending(batch, asyncio.get_running_loop().create_future())
-        # Keys are named here (the script does no string building for them).
-        dedup, stream = f"{self.prefix}dedup:", f"{self.prefix}h:"
-        for event_id, deliveries in batch:
-            pending.args += [dedup + event_id, len(deliveries)]
-            heads_tails = []
-            for delivery in deliveries:
-                head, tail = body_parts(event_id, delivery.payload)
-                heads_tails.append((head, tail))
-                header = orjson.dumps([delivery.event, delivery.rooms, event_id, ""])
-                pending.args += [header[:-2], header[-2:] + b"\n" + head, tail,
-                                 len(delivery.rooms),
-                                 *[stream + room for room in delivery.rooms]]
-            pending.parts.append(heads_tails)
+        bodies = iter(encode_many([delivered(event_id, "", delivery.payload)
+                                   for event_id, deliveries in batch
+                                   for delivery in deliveries]))
+        stream = f"{self.prefix}h:"
+        events = [(event_id, [(frame_of(d.event, d.rooms, event_id, next(bodies)),
+                               [stream + room for room in d.rooms]) for d in deliveries])
+                  for event_id, deliveries in batch]
+        pending = _Pending(events, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_queued(), name="redis-publish")
         return await pending.answer
+
+    def _call(self, group: list[_Pending],
+              now_ms: int) -> tuple[list[str], list[Any], list[str]]:
+        """Keys and arguments of one script call for ``group`` (an id seen earlier in the
+        call is left out: a duplicate, answered so without asking Redis), and the streams
+        it writes."""
+        seen: set[str] = set()
+        events: list[Any] = []
+        streams: list[str] = []
+        for pending in group:
+            for event_id, deliveries in pending.events:
+                if event_id in seen:
+                    continue
+                seen.add(event_id)
+                events += [event_id, len(deliveries)]
+                for frame, rooms in deliveries:
+                    events += [frame, len(rooms), *rooms]
+                    streams += rooms
+        refresh = self._refreshed.due(streams, now_ms)
+        bucket = now_ms // 1000 // self._dedup_bucket
+        keys = [*self._keys, *(f"{self.prefix}dedup:{self._dedup_bucket}:{bucket - k}"
+                               for k in range(5))]
+        return keys, [secrets.token_hex(4), self._size, self._ttl * 1000 + self._bucket_ms,
+                      self._bucket_ms, now_ms, self.channel, self._dedup + self._dedup_bucket,
+                      len(seen), len(refresh), *events, *refresh], streams
 
     async def _send_queued(self) -> None:
         """One script call at a time (so calls keep their order) for everything queued."""
@@ -287,32 +385,58 @@ class RedisBus(FanoutBus):
         try:
             while self._queue:
                 group, self._queue = self._queue, []
-                args: list[Any] = [self._dedup, secrets.token_hex(4), self._size,
-                                   self._ttl * 1000, self._bucket_ms, int(time.time() * 1000),
-                                   self.channel, sum(len(p.batch) for p in group)]
-                for pending in group:
-                    args += pending.args
+                keys, args, streams = self._call(group, int(time.time() * 1000))
                 try:
-                    results = await self._script(keys=self._keys, args=args)
+                    epoch, before, duplicates = await self._script(keys=keys, args=args)
                 except (RedisError, OSError) as exc:
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     error = BusError(f"redis publish failed: {self.last_error}")
                     error.__cause__ = exc
+                    self._refreshed.forget()  # the call may have refreshed none of them
                     _answer(group, error)
                     continue
                 except Exception as exc:
+                    self._refreshed.forget()
                     _answer(group, exc)
                     continue
-                start = 0
-                for pending in group:
-                    end = start + len(pending.batch)
-                    if not pending.answer.done():
-                        pending.answer.set_result(pending.messages(results[start:end]))
-                    start = end
+                if epoch != self._published_epoch:
+                    if self._published_epoch is not None:
+                        await self._renew(streams)
+                    self._published_epoch = epoch
+                self._answer_all(group, epoch.decode(), int(before), duplicates)
                 group = []
         finally:  # cancelled (the bus closes): nobody waits for an answer that never comes
             _answer(group + self._queue, BusError("redis bus closed"))
             self._queue = []
+
+    async def _renew(self, streams: list[str]) -> None:
+        """Redis lost its data (a new epoch), and with it which streams have an expiry:
+        this call's streams get theirs now, the others when next written."""
+        self._refreshed.forget()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream in set(streams):
+                pipe.pexpire(stream, self._ttl * 1000 + self._bucket_ms)
+            with contextlib.suppress(RedisError, OSError):  # else the next write renews them
+                await pipe.execute()
+                self._refreshed.forget(keep=streams)
+
+    def _answer_all(self, group: list[_Pending], epoch: str, seq: int,
+                    duplicates: bytes) -> None:
+        """Each caller's positions, given out in call order from ``seq + 1``."""
+        flags = iter(duplicates)
+        seen: set[str] = set()
+        for pending in group:
+            results: list[list[str] | None] = []
+            for event_id, deliveries in pending.events:
+                if event_id in seen or next(flags) == 49:  # b"1": published before
+                    results.append(None)
+                    continue
+                seen.add(event_id)
+                results.append([f"{epoch}-{n}"
+                                for n in range(seq + 1, seq + 1 + len(deliveries))])
+                seq += len(deliveries)
+            if not pending.answer.done():
+                pending.answer.set_result(results)
 
     async def replay(self, rooms: Iterable[str], position: str) -> Replay:
         parsed = parse_position(position)
@@ -394,8 +518,7 @@ class RedisBus(FanoutBus):
             header, body = fields[b"h"], fields[b"b"]
         else:
             header, _, body = frame.partition(b"\n")
-        event, rooms, event_id, position = orjson.loads(header)
-        return Message(event, tuple(rooms), event_id, position, body)
+        return _message(header, body, epoch, seq)
 
     # --- listening --------------------------------------------------------------------
 
@@ -420,19 +543,23 @@ class RedisBus(FanoutBus):
     async def on_raw(self, data: bytes) -> None:
         """Handle one channel message (a batch); skips cheaply what no local room wants."""
         lines = data.split(b"\n")
+        epoch_text, _, before = lines[0].partition(b" ")
+        epoch, seq = epoch_text.decode(), int(before)
+        if epoch != self._epoch:
+            self._epoch, self._last_seq = epoch, 0
         wanted: list[Message] = []
         interest = self.interest
-        for index in range(0, len(lines) - 1, 2):
-            event, rooms, event_id, position = orjson.loads(lines[index])
-            epoch, _, seq_text = position.rpartition("-")
-            seq = int(seq_text)
-            if epoch != self._epoch:
-                self._epoch, self._last_seq = epoch, 0
-            elif seq <= self._last_seq:
+        for index in range(1, len(lines) - 1, 2):
+            seq += 1
+            if seq <= self._last_seq:
                 continue  # already dispatched (catch-up overlap)
             self._last_seq = seq
+            event, rooms, event_id, split = orjson.loads(lines[index])
             if interest.any(rooms):
-                wanted.append(Message(event, tuple(rooms), event_id, position, lines[index + 1]))
+                body = lines[index + 1]
+                position = f"{epoch}-{seq}"
+                wanted.append(Message(event, tuple(rooms), event_id, position,
+                                      body[:split] + position.encode() + body[split:]))
         await self.dispatch(wanted)
 
     async def _catch_up(self) -> None:
