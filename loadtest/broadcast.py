@@ -39,7 +39,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from loadtest.lean_client import LeanClient, LeanSSEClient, client_session, no_gc_pauses
-from loadtest.proc import cpu_seconds, rss_bytes
+from loadtest.proc import cpu_seconds, kernel_seconds, rss_bytes
 from loadtest.report import Progress, Run, full_gc, print_table, save, tally, wait_for
 from realtime.auth.tokens import mint_token
 from support.redis_server import RedisServer
@@ -140,17 +140,19 @@ async def measure(name: str, args: argparse.Namespace, rooms_per_client: Callabl
             await asyncio.sleep(0.5)
             gc0 = await full_gc(session, server.url, name)
             with no_gc_pauses():
-                cpu0, t0 = cpu_seconds(pid), time.monotonic()
+                cpu0, t0, sys0 = cpu_seconds(pid), time.monotonic(), kernel_seconds(pid)
                 redis0 = cpu_seconds(redis_pid) if redis_pid else 0.0
                 events = await send(session, server.url, run_id)
                 expected = expected_ids(events, len(clients), rooms_per_client)
                 total = sum(len(x) for x in expected)
                 await wait_for(lambda: sum(len(c.event_ids) for c in clients), total,
                                args.timeout, "delivered")
-                cpu1, t1 = cpu_seconds(pid), time.monotonic()
+                cpu1, t1, sys1 = cpu_seconds(pid), time.monotonic(), kernel_seconds(pid)
                 redis1 = cpu_seconds(redis_pid) if redis_pid else 0.0
             run = tally(Run(name, len(clients), seconds=t1 - t0, cpu_seconds=cpu1 - cpu0),
                         clients, expected)
+            if run.delivered:
+                run.extra["of which kernel µs per delivery"] = (sys1 - sys0) / run.delivered * 1e6
             if redis_pid and run.delivered:
                 run.extra["Redis CPU µs per delivery"] = (redis1 - redis0) / run.delivered * 1e6
             gc1 = await full_gc(session, server.url, name)

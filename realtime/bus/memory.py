@@ -94,9 +94,10 @@ class MemoryBus(FanoutBus):
         before any id is claimed, then history and one dispatch of all the messages."""
         dedup = self._dedup
         dedup.rotate()
+        current, previous = dedup.current, dedup.previous
         fresh: dict[str, Sequence[Delivery]] = {}
         for event_id, deliveries in batch:
-            if event_id not in fresh and event_id not in dedup:
+            if event_id not in fresh and event_id not in current and event_id not in previous:
                 fresh[event_id] = deliveries
         epoch, seq = self.epoch, self._seq
         published: dict[str, list[str]] = {}
@@ -112,7 +113,7 @@ class MemoryBus(FanoutBus):
                 bodies.append(delivered(event_id, position, delivery.payload))
         encoded = encode_many(bodies)
         # Encoded without error: from here nothing can fail, so the ids are claimed now.
-        dedup.current.update(fresh)
+        current.update(fresh)
         self._seq = seq
         now = self._clock()
         rooms, size, oldest = self._rooms, self._size, now - self._ttl

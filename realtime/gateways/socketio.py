@@ -39,7 +39,7 @@ from realtime.requests import UserUpdateRequests
 from realtime.state.sessions import MemorySessions, SessionRecord
 from realtime.transport.engineio import EngineConfig, EngineServer
 from realtime.transport.manager import IndexedManager
-from realtime.transport.payload import event_packet
+from realtime.transport.payload import event_frame
 from realtime.transport.socketio import (
     ConnectAnswer,
     ConnectRequest,
@@ -191,20 +191,20 @@ class SocketIOGateway:
         around the body the bus encoded. Consecutive messages for the same rooms (a burst
         to one room) go to each recipient as one write of all their frames."""
         offsets = self.recovery.enabled
-        send = self.sio.manager.send_encoded
+        send = self.sio.manager.send_frames
         catching_up = self._catching_up
         run: list[bytes] = []
         rooms: tuple[str, ...] = ()
         for message in messages:
             skip = self._held_back(message) if catching_up else None
-            packet = event_packet(message.event, message.body,
-                                  message.position if offsets else None)
+            frame = event_frame(message.event, message.body,
+                                message.position if offsets else None)
             if run and not skip and message.rooms == rooms:
-                run.append(packet)
+                run.append(frame)
                 continue
             if run:
                 send("/", rooms, run)
-            rooms, run = message.rooms, [packet]
+            rooms, run = message.rooms, [frame]
             if skip:
                 send("/", rooms, run, skip)
                 run = []
@@ -226,8 +226,8 @@ class SocketIOGateway:
 
     async def _send_messages(self, sid: str, messages: list[Message]) -> None:
         offsets = self.recovery.enabled
-        self.sio.manager.send_encoded("/", (sid,), [
-            event_packet(m.event, m.body, m.position if offsets else None) for m in messages])
+        self.sio.manager.send_frames("/", (sid,), [
+            event_frame(m.event, m.body, m.position if offsets else None) for m in messages])
 
     def _on_slow(self, eio_sid: str) -> None:
         self.metrics.slow_disconnects.labels("websocket").inc()

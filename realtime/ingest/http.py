@@ -9,7 +9,8 @@ answer again; event-id de-duplication applies either way.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from itertools import compress
+from operator import not_
 
 import orjson
 from aiohttp import web
@@ -71,42 +72,32 @@ class PublishEndpoint:
             raise ApiError(400, "invalid_request",
                            f"send 1..{MAX_EVENTS_PER_REQUEST} events")
         self._admit(identity.user_id, len(events))
-        routed = self._validate(events, text_within(raw))
+        routed, refused = self.ingestor.validate_many(events, "http", text_within(raw))
+        if refused:  # one bad event refuses the whole batch
+            raise ApiError(400, "invalid_event", refused[0][1].message, [
+                {"index": index, "reason": error.reason, "message": error.message}
+                for index, error in refused])
         if key is None:
             return await self._publish(routed)
         return await self._publish_once(scoped_key(identity.user_id, key), fingerprint(body),
                                         routed)
 
-    def _validate(self, events: list[Any], shallow: bool) -> list[Routed]:
-        """Every event of the batch, validated; one bad event refuses the whole batch."""
-        routed: list[Routed] = []
-        problems: list[dict[str, Any]] = []
-        for index, result in enumerate(self.ingestor.validate_many(events, "http", shallow)):
-            if isinstance(result, RoutingError):
-                problems.append({"index": index, "reason": result.reason,
-                                 "message": result.message})
-            else:
-                routed.append(result)
-        if problems:
-            raise ApiError(400, "invalid_event", problems[0]["message"], problems)
-        return routed
-
     async def _publish(self, routed: list[Routed]) -> web.Response:
         """The batch in one bus call: published whole, or not at all (a 503)."""
-        unique: list[Routed] = []
-        seen: set[str] = set()
-        for event in routed:
-            if event.event_id not in seen:  # the same id twice in one batch is one event
-                seen.add(event.event_id)
-                unique.append(event)
+        ids = [event.event_id for event in routed]
+        if len(set(ids)) < len(ids):  # the same id twice in one batch is one event
+            first: dict[str, Routed] = {}
+            for event in routed:
+                first.setdefault(event.event_id, event)
+            routed = list(first.values())
+            ids = list(first)
         try:
-            results = await self.ingestor.publish_many(unique)
+            results = await self.ingestor.publish_many(routed)
         except DependencyError as exc:
             raise unavailable(exc, "publish", self.metrics, accepted=[],
                               duplicates=[]) from None
-        accepted = [e.event_id for e, published in zip(unique, results, strict=True) if published]
-        duplicates = [e.event_id for e, published in zip(unique, results, strict=True)
-                      if not published]
+        accepted = list(compress(ids, results))
+        duplicates = list(compress(ids, map(not_, results)))
         return web.Response(body=orjson.dumps({"accepted": accepted, "duplicates": duplicates}),
                             status=202, content_type="application/json")
 

@@ -39,7 +39,7 @@ from realtime.kafka.dlq import send_dead_letter
 from realtime.kafka.failures import Refusal, is_transient, refusal_for
 from realtime.kafka.producer import KafkaProducer
 from realtime.metrics import Metrics
-from realtime.routing import Routed, RoutingError
+from realtime.routing import RoutingError
 from realtime.routing.shape import text_within
 from realtime.settings import Settings
 from realtime.tasks import cancel_task
@@ -353,14 +353,12 @@ class KafkaIngest:
             else:
                 events.append(event)
                 decoded.append(index)
-        routed: list[tuple[int, Routed]] = []
         shallow = text_within(b",".join([records[index].value or b"" for index in decoded]))
-        for index, result in zip(decoded, self.ingestor.validate_many(events, "kafka", shallow),
-                                 strict=True):
-            if isinstance(result, RoutingError):  # counted by the pipeline
-                refusals[index] = refusal_for(result)
-            else:
-                routed.append((index, result))
+        good, refused = self.ingestor.validate_many(events, "kafka", shallow)
+        for position, error in refused:  # counted by the pipeline
+            refusals[decoded[position]] = refusal_for(error)
+            decoded[position] = -1
+        routed = list(zip([index for index in decoded if index >= 0], good, strict=True))
         try:
             await self.ingestor.publish_many([event for _, event in routed])
         except Exception as exc:

@@ -258,7 +258,7 @@ class Router:
     def __init__(self, routes: Mapping[str, EventType] = ROUTES) -> None:
         self.routes = routes
 
-    def route(self, event: object, *, shallow: bool = False) -> Routed:
+    def route(self, event: object, shallow: bool = False) -> Routed:
         """``shallow``: the caller vouches that the event nests at most
         :data:`~realtime.routing.shape.MAX_DEPTH` levels (its text passed
         :func:`~realtime.routing.shape.text_within`), so the walk is skipped."""
@@ -280,7 +280,8 @@ class Router:
         if row is None:
             raise RoutingError("unknown_type", f"unknown event type {type_!r}")
         for name in row.required:
-            if get(name) in _ABSENT:
+            value = get(name)
+            if not value and value in _ABSENT:  # the truth test first: most fields are set
                 missing = [name for name in row.required if get(name) in _ABSENT]
                 raise RoutingError("missing_fields",
                                    f"{type_} needs field(s) {', '.join(missing)}")
@@ -289,7 +290,8 @@ class Router:
             raise RoutingError("invalid_field", "'userId' must be a plain id")
         if order_id is not None and not _plain_id(order_id):
             raise RoutingError("invalid_field", "'orderId' must be a plain id")
-        deliveries = row.deliveries(event)
+        build = row.build
+        deliveries = build(event) if build is not None else row.deliveries(event)
         if not row.tracks_orders:
             return Routed(event_id, type_, deliveries)
         status = get(row.order_status_field) if row.order_status_field else None

@@ -31,7 +31,7 @@ from realtime.transport.connection import WebSocketConnection, take_over
 from realtime.transport.gcpolicy import HeapFreezer
 from realtime.transport.outbox import Flusher, Outbox
 from realtime.transport.teardown import TeardownThrottle
-from realtime.transport.websocket import CloseCode, frame, text_frame
+from realtime.transport.websocket import CloseCode, frame
 
 log = logging.getLogger(__name__)
 
@@ -328,38 +328,24 @@ class EngineServer:
 
     # --- broadcast fast path ----------------------------------------------------------
 
-    def deliver(self, sids: Iterable[str], data: bytes,
-                packets: Callable[[], Sequence[Packet]]) -> None:
-        """Send a broadcast to the sessions ``sids``: see :meth:`deliver_to`."""
-        self.deliver_to([socket for socket in map(self.sockets.get, sids) if socket is not None],
-                        data, packets)
-
     @staticmethod
-    def deliver_to(sockets: Iterable[EngineSocket], data: bytes,
-                   packets: Callable[[], Sequence[Packet]]) -> None:
+    def deliver(sockets: Iterable[EngineSocket], data: bytes,
+                packets: Callable[[], Sequence[Packet]]) -> None:
         """Send a broadcast to each session: a WebSocket one gets ``data`` (every frame of
-        it, prebuilt and joined) in one write; a long-polling one gets the Engine.IO
-        ``packets``, made on first need.
+        it, prebuilt and joined) in one write to its outbox; a long-polling one gets the
+        Engine.IO ``packets``, made on first need.
 
         The per-recipient loop of every broadcast, with no task per recipient."""
         queued: Sequence[Packet] | None = None
         for socket in sockets:
             ws = socket.ws
             if ws is not None:
-                ws.send(data)
+                ws.outbox.write(data)  # a closed connection's outbox writes nothing
             else:
                 if queued is None:
                     queued = packets()
                 for packet in queued:
                     socket.send(packet)
-
-    def deliver_text(self, sockets: Iterable[EngineSocket], packets: list[bytes]) -> None:
-        """:meth:`deliver_to` for encoded text packets (UTF-8): framed once, all of them in
-        one write per WebSocket; decoded only if a long-polling session is among the
-        recipients."""
-        data = text_frame(packets[0]) if len(packets) == 1 else \
-            b"".join(map(text_frame, packets))
-        self.deliver_to(sockets, data, lambda: [packet.decode() for packet in packets])
 
     # --- handlers -------------------------------------------------------------------------
 

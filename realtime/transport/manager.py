@@ -8,13 +8,14 @@ index and set-backed pending collections.
 Its ``emit`` is the broadcast fast path: the packet is encoded and framed once and handed
 to each recipient's session through :meth:`EngineServer.deliver
 <realtime.transport.engineio.EngineServer.deliver>`, with no task per recipient. A packet
-that arrives encoded (a bus message's, :func:`~realtime.transport.payload.event_packet`)
-goes out through :meth:`IndexedManager.send_encoded` as it is, to the Engine.IO sessions
+that arrives framed (a bus message's, :func:`~realtime.transport.payload.event_frame`)
+goes out through :meth:`IndexedManager.send_frames` as it is, to the Engine.IO sessions
 the manager keeps per named room (:attr:`IndexedManager.sessions`): no lookup per recipient.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any
 
@@ -23,7 +24,7 @@ from bidict import ValueDuplicationError
 from socketio import packet
 
 from realtime.transport.engineio import EngineSocket
-from realtime.transport.websocket import frame
+from realtime.transport.websocket import frame, text_payload
 
 #: python-socketio manager members this class overrides or reads (checked by
 #: ``tests/test_seams.py``): the pending collections and the ``basic_*`` room primitives.
@@ -63,32 +64,40 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
             await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
                                callback=callback, to=to, **kwargs)
             return
-        if namespace not in self.rooms:
-            return
         args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
         encoded = self.server.packet_class(packet.EVENT, namespace=namespace,
                                            data=[event, *args]).encode()
         packets = ["4" + part if isinstance(part, str) else part
                    for part in (encoded if isinstance(encoded, list) else [encoded])]
-        self.server.eio.deliver(self._recipients(namespace, to or room, skip_sid),
+        self.server.eio.deliver(self._sessions(namespace, to or room, skip_sid),
                                 b"".join([frame(p) for p in packets]), lambda: packets)
 
-    def send_encoded(self, namespace: str, rooms: tuple[str, ...], packets: list[bytes],
-                     skip_sid: list[str] | None = None) -> None:
-        """Send encoded Engine.IO text packets (``42[...]``) to the members of ``rooms``
-        (each socket once), except ``skip_sid``: one write of all of them per WebSocket
-        recipient. Nothing is framed for rooms without a member here."""
+    def send_frames(self, namespace: str, rooms: tuple[str, ...], frames: list[bytes],
+                    skip_sid: list[str] | None = None) -> None:
+        """Send prebuilt WebSocket text frames of Engine.IO packets (``42[...]``,
+        :func:`~realtime.transport.payload.event_frame`) to the members of ``rooms`` (each
+        socket once), except ``skip_sid``: one write of all of them per WebSocket
+        recipient; a long-polling one gets the packets inside them."""
         if len(rooms) == 1 and not skip_sid:
             members = self.sessions.get(namespace, _NONE).get(rooms[0])
-            if members is not None:
-                self.server.eio.deliver_text(members.values(), packets)
+            sessions: Iterable[EngineSocket] | None = \
+                members.values() if members is not None else None
+        else:
+            sessions = None
+        if sessions is None:  # several rooms, someone to skip, or a room not in sessions
+            sessions = self._sessions(namespace, rooms, skip_sid)
+            if not sessions:
                 return
-        if namespace in self.rooms:
-            sockets = self.server.eio.sockets
-            found = [socket for socket in map(sockets.get, self._recipients(
-                namespace, rooms, skip_sid)) if socket is not None]
-            if found:
-                self.server.eio.deliver_text(found, packets)
+        self.server.eio.deliver(sessions, frames[0] if len(frames) == 1 else b"".join(frames),
+                                lambda: [text_payload(frame).decode() for frame in frames])
+
+    def _sessions(self, namespace: str, room: Any, skip_sid: Any) -> list[EngineSocket]:
+        """The Engine.IO sessions of :meth:`_recipients`."""
+        if namespace not in self.rooms:
+            return []
+        sockets = self.server.eio.sockets
+        return [socket for socket in map(sockets.get, self._recipients(namespace, room, skip_sid))
+                if socket is not None]
 
     def _recipients(self, namespace: str, room: Any, skip_sid: Any) -> list[str]:
         """engine.io sids of a room (or rooms), each once, without ``skip_sid``.

@@ -73,7 +73,8 @@ class Outbox:
             self._queue(data)
         elif not transport.is_closing():
             transport.write(data)
-            if transport.get_write_buffer_size() > self.limit:
+            # From an empty buffer, at most ``data`` can be left unsent.
+            if len(data) > self.limit and transport.get_write_buffer_size() > self.limit:
                 self.on_slow(self)
 
     def _queue(self, data: bytes) -> None:

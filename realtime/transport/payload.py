@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
+from itertools import accumulate
 from typing import Any
 
 import orjson
+
+from realtime.transport.websocket import text_header
 
 #: python-socketio's packet encoding: ``json.dumps(data, separators=(",", ":"))``.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
@@ -26,6 +30,8 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))
 #: ``e-`` and looks back for the digit: a string such as a UUID matches it only by chance
 #: (it then costs a second, exact encoding, never a different result).
 _EXPONENT = re.compile(rb"e-[0-9](?![0-9])(?<=[0-9]e-[0-9])")
+#: Where any of those is, in one pattern (to find which values of a batch to encode again).
+_SUSPECT = re.compile(rb"[\x7f-\xff]|\.0000|" + _EXPONENT.pattern)
 MAX_CACHED_NAMES = 1024
 
 
@@ -48,15 +54,19 @@ def _same_as_json(data: bytes) -> bool:
 def encode_many(values: Sequence[Any]) -> list[bytes]:
     """:func:`encode_json` of each value; the exactness check runs once over all of them
     (a space between two encodings can start no pattern it looks for), so a batch pays
-    one scan, not one per value. Raises what orjson raises for a value it cannot encode.
+    one scan, not one per value, and when it finds something only the values it was
+    found in are encoded again. Raises what orjson raises for a value it cannot encode.
 
     Each result holds the buffer orjson wrote it in (~4 KB of RSS whatever its length): a
     caller that keeps one long copies it (``b"%b" % (data,)``, exactly its length)."""
     encoded = list(map(orjson.dumps, values))
-    if _same_as_json(b" ".join(encoded)):
+    joined = b" ".join(encoded)
+    if _same_as_json(joined):
         return encoded
-    return [data if _same_as_json(data) else _ENCODER.encode(value).encode()
-            for data, value in zip(encoded, values, strict=True)]
+    ends = list(accumulate([len(data) + 1 for data in encoded]))  # each one's end + space
+    for index in {bisect_right(ends, match.start()) for match in _SUSPECT.finditer(joined)}:
+        encoded[index] = _ENCODER.encode(values[index]).encode()
+    return encoded
 
 
 def encode_text(text: str) -> bytes:
@@ -67,21 +77,29 @@ def encode_text(text: str) -> bytes:
     return _ENCODER.encode(text).encode()
 
 
-_names: dict[tuple[str, str], bytes] = {}
+#: ``42[<event>,`` of the events of namespace ``/`` (bounded).
+_names: dict[str, bytes] = {}
 
 
-def event_packet(event: str, body: bytes, offset: str | None, namespace: str = "/") -> bytes:
-    """The Engine.IO message carrying the Socket.IO EVENT packet for ``body`` (a payload
-    encoded by :func:`encode_json`) and ``offset``: what python-socketio sends for
-    ``emit(event, payload)`` (or ``emit(event, (payload, offset))``), byte for byte.
+def _prefix(event: str, namespace: str) -> bytes:
+    if namespace != "/":
+        return b"42" + namespace.encode() + b",[" + encode_json(event) + b","
+    if len(_names) >= MAX_CACHED_NAMES:
+        _names.clear()
+    prefix = _names[event] = b"42[" + encode_json(event) + b","
+    return prefix
+
+
+def event_frame(event: str, body: bytes, offset: str | None, namespace: str = "/") -> bytes:
+    """The WebSocket text frame of the Engine.IO message carrying the Socket.IO EVENT
+    packet for ``body`` (a payload encoded by :func:`encode_json`) and ``offset``: what
+    python-socketio sends for ``emit(event, payload)`` (or ``emit(event, (payload,
+    offset))``), byte for byte, framed in the same step (a long-polling recipient gets
+    :func:`~realtime.transport.websocket.text_payload` of it).
 
     Event names and namespaces repeat, so their encoded prefix is kept (bounded)."""
-    prefix = _names.get((namespace, event))
+    prefix = _names.get(event) if namespace == "/" else None
     if prefix is None:
-        if len(_names) >= MAX_CACHED_NAMES:
-            _names.clear()
-        space = b"" if namespace == "/" else namespace.encode() + b","
-        prefix = _names[(namespace, event)] = b"42" + space + b"[" + encode_json(event) + b","
-    if offset is None:
-        return prefix + body + b"]"
-    return prefix + body + b',"' + offset.encode() + b'"]'
+        prefix = _prefix(event, namespace)
+    tail = b"]" if offset is None else b',"' + offset.encode() + b'"]'
+    return b"".join((text_header(len(prefix) + len(body) + len(tail)), prefix, body, tail))

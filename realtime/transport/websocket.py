@@ -267,12 +267,24 @@ def _frame(opcode: int, payload: bytes) -> bytes:
 
 
 def text_frame(payload: bytes) -> bytes:
-    """One unmasked text frame of ``payload``, already UTF-8 (every broadcast frame is one:
-    the common sizes without a second call)."""
-    size = len(payload)
+    """One unmasked text frame of ``payload``, already UTF-8."""
+    return text_header(len(payload)) + payload
+
+
+def text_header(size: int) -> bytes:
+    """The header of an unmasked text frame of ``size`` bytes (every broadcast frame is
+    one: the common sizes first)."""
     if 126 <= size < 1 << 16:
-        return _HEAD16(0x81, 126, size) + payload
-    return _frame(TEXT, payload)
+        return _HEAD16(0x81, 126, size)
+    if size < 126:
+        return _HEAD(0x81, size)
+    return _HEAD64(0x81, 127, size)
+
+
+def text_payload(frame: bytes) -> bytes:
+    """The payload of a frame made by :func:`text_frame` (its header is 2, 4 or 10 bytes)."""
+    size = frame[1] & 0x7F
+    return frame[2:] if size < 126 else frame[4:] if size == 126 else frame[10:]
 
 
 def frame(message: str | bytes) -> bytes:
