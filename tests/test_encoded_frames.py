@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from socketio import packet
 
-from realtime.transport.payload import encode_json
+from realtime.transport.payload import encode_json, encode_many
 from support.packets import CONNECTED, connect_packet
 from support.server import run_server, token
 from support.ws import TEXT, RawSocket, opened
@@ -29,6 +29,7 @@ PAYLOADS: list[dict[str, Any]] = [
     {"small": 1e-05, "tiny": -2.5e-07, "big": 1e16, "huge": 1.5e300, "plain": 0.1,
      "whole": 5.0, "zero": -0.0, "safe": 2**53 - 1, "negative": -42},
     {"nested": {"a": [1, {"b": None, "c": True, "d": False}], "e": []}, "1e5": "1e5"},
+    {"neg": 1e-09, "id": "550e8400-e29b-41d4-a716-446655440000", "tag": "x3e-7y"},
 ]
 
 
@@ -42,11 +43,16 @@ async def next_event(ws: RawSocket) -> bytes:
             return data
 
 
+@pytest.mark.parametrize("bus", ["memory", "redis"])
 @pytest.mark.parametrize("recovery", [120.0, 0.0], ids=["recovery-on", "recovery-off"])
-async def test_delivered_frames_are_what_python_socketio_would_encode(recovery: float) -> None:
+async def test_delivered_frames_are_what_python_socketio_would_encode(
+        recovery: float, bus: str, request: pytest.FixtureRequest) -> None:
     """With connection-state recovery on (the default), the position follows the payload as
-    the event's last argument (``emit(event, (payload, position))``); off, it does not."""
-    async with run_server(recovery_seconds=recovery) as srv, opened(srv.url) as (ws, _):
+    the event's last argument (``emit(event, (payload, position))``); off, it does not.
+    Through Redis the position is put into the body by the reader of the channel."""
+    redis = {"redis_url": request.getfixturevalue("redis_server").url} if bus == "redis" else {}
+    async with run_server(recovery_seconds=recovery, **redis) as srv, \
+            opened(srv.url) as (ws, _):
         ws.send_text(connect_packet(token("alice")))
         assert CONNECTED.fullmatch(await ws.text())
         for n, data in enumerate(PAYLOADS):
@@ -74,3 +80,10 @@ JSON = st.recursive(
 @given(JSON)
 def test_encode_json_is_json_dumps_with_python_socketio_settings(value: Any) -> None:
     assert encode_json(value) == json.dumps(value, separators=(",", ":")).encode()
+
+
+@given(st.lists(JSON, max_size=12))
+def test_a_batch_is_encoded_as_each_value_alone(values: list[Any]) -> None:
+    """One exactness check over the batch; what it flags is encoded again, value by value."""
+    assert encode_many(values) == [json.dumps(v, separators=(",", ":")).encode()
+                                   for v in values]

@@ -9,14 +9,18 @@ traceback.
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from realtime.routing import MAX_DEPTH, RESERVED_EVENTS, ROUTES, Router, RoutingError
+from realtime.routing.shape import text_within
 from support.clients import connected, quiet
 from support.logs import captured_logs
 from support.server import run_server, service_token, token
@@ -184,3 +188,62 @@ async def test_accepted_and_duplicates_are_disjoint() -> None:
         assert await srv.publish(push("d1")) == (202, {"accepted": [], "duplicates": ["d1"]})
         status, body = await srv.publish([push("d2"), push("d1"), push("d2")])
         assert (status, body) == (202, {"accepted": ["d2"], "duplicates": ["d1"]})
+
+
+# --- the fast paths of validation agree with the exact ones ------------------------------
+
+def depth(value: object) -> int:
+    """Levels of objects and lists, the value itself counting as one (recursive: test only)."""
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    return 0
+
+
+json_text = st.text(alphabet=st.sampled_from('ab"\\[]{}:, \u00e9'), max_size=6)
+json_tree = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | json_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(json_text, inner, max_size=3),
+    max_leaves=40)
+
+
+@given(json_tree, st.integers(1, 40), st.booleans())
+@settings(max_examples=400, deadline=None)
+def test_text_within_vouches_only_for_text_that_is_shallow_enough(
+        value: Any, limit: int, stdlib: bool) -> None:
+    """``text_within`` may say no to a shallow text, never yes to a deep one, whatever the
+    strings hold (brackets, quotes, escapes) and however the text was written."""
+    raw = json.dumps(value).encode() if stdlib else orjson.dumps(value)
+    if text_within(raw, limit):
+        assert depth(value) <= limit
+
+
+def test_text_within_on_the_nesting_limit() -> None:
+    for levels in range(1, 40):
+        raw = b"[" * levels + b"]" * levels
+        assert text_within(raw, MAX_DEPTH) == (levels <= MAX_DEPTH)
+    assert text_within(orjson.dumps([push(f"p{n}") for n in range(100)]))  # a batch: 3
+    assert text_within(deep_body("deep", MAX_DEPTH - 1))  # a pass may count one level more
+    assert not text_within(deep_body("too-deep", MAX_DEPTH + 1))
+
+
+@given(st.lists(json_tree, min_size=1, max_size=8))
+@settings(max_examples=200, deadline=None)
+def test_a_shallow_batch_routes_like_one_checked_event_at_a_time(datas: list[Any]) -> None:
+    """What a request whose text passed ``text_within`` gets from the router is what it
+    gets with every event walked: the same events refused with the same reasons."""
+    events = [{"id": f"s{n}", "type": "PUSH", "event": "news", "rooms": ["user:a"],
+               "data": data} for n, data in enumerate(datas)]
+    raw = orjson.dumps(events)
+    router = Router()
+
+    def outcome(event: Any, shallow: bool) -> Any:
+        try:
+            routed = router.route(event, shallow)
+        except RoutingError as exc:
+            return exc.reason
+        return [(d.event, d.rooms, d.payload) for d in routed.deliveries]
+
+    if text_within(raw):
+        assert [outcome(e, True) for e in events] == [outcome(e, False) for e in events]

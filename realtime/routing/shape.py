@@ -49,14 +49,17 @@ def text_within(raw: bytes, limit: int = MAX_DEPTH) -> bool:
     Only quotes, backslashes and brackets are kept. A string whose text keeps none of them
     is left as ``""`` and removed; any other string leaves a quote behind (its opening
     quote is followed by a kept character, never by the quote that ends it), and such a
-    text is not vouched for. What remains is the brackets of the structure: each pass
-    removes every adjacent ``[]`` and then every adjacent ``{}``, so at most two levels per
-    pass, and a text empty after ``limit // 2`` passes nests at most ``limit`` levels."""
+    text is not vouched for. What remains is the brackets of the structure. A pass removes
+    every adjacent ``[]``, then every adjacent ``{}``: each of the two that removed
+    something took at most one level off, so when nothing is left the levels counted that
+    way bound the nesting."""
     rest = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
     if b'"' in rest:
         return False
-    for _ in range(limit // 2):
-        if not rest:
-            return True
-        rest = rest.replace(b"[]", b"").replace(b"{}", b"")
-    return not rest
+    levels = 0
+    while rest and levels <= limit:
+        lists = rest.replace(b"[]", b"")
+        objects = lists.replace(b"{}", b"")
+        levels += (len(lists) < len(rest)) + (len(objects) < len(lists))
+        rest = objects
+    return not rest and levels <= limit
