@@ -95,17 +95,18 @@ class MemoryBus(FanoutBus):
         dedup = self._dedup
         dedup.rotate()
         current, previous = dedup.current, dedup.previous
-        fresh: dict[str, Sequence[Delivery]] = {}
-        for event_id, deliveries in batch:
+        # The first occurrence of an id in the batch publishes; the others are duplicates.
+        results: list[list[str] | None] = [None] * len(batch)
+        fresh: dict[str, int] = {}
+        for index, (event_id, _) in enumerate(batch):
             if event_id not in fresh and event_id not in current and event_id not in previous:
-                fresh[event_id] = deliveries
+                fresh[event_id] = index
         epoch, seq = self.epoch, self._seq
-        published: dict[str, list[str]] = {}
         planned: list[tuple[str, Delivery, str]] = []
         bodies: list[dict[str, Any]] = []
-        for event_id, deliveries in fresh.items():
-            positions = published[event_id] = []
-            for delivery in deliveries:
+        for event_id, index in fresh.items():
+            positions = results[index] = []
+            for delivery in batch[index][1]:
                 seq += 1
                 position = f"{epoch}-{seq}"
                 positions.append(position)
@@ -134,8 +135,7 @@ class MemoryBus(FanoutBus):
                     self._trim(room, history, now)
             messages.append(message)
         await self.dispatch(messages)
-        # The first occurrence of an id in the batch publishes; the others are duplicates.
-        return [published.pop(event_id, None) for event_id, _ in batch]
+        return results
 
     async def replay(self, rooms: Iterable[str], position: str) -> Replay:
         parsed = parse_position(position)

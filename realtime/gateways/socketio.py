@@ -38,7 +38,7 @@ from realtime.metrics import Metrics
 from realtime.requests import UserUpdateRequests
 from realtime.state.sessions import MemorySessions, SessionRecord
 from realtime.transport.engineio import EngineConfig, EngineServer
-from realtime.transport.manager import IndexedManager
+from realtime.transport.manager import IndexedManager, Run
 from realtime.transport.payload import event_frame
 from realtime.transport.socketio import (
     ConnectAnswer,
@@ -191,8 +191,8 @@ class SocketIOGateway:
         around the body the bus encoded. Consecutive messages for the same rooms (a burst
         to one room) go to each recipient as one write of all their frames."""
         offsets = self.recovery.enabled
-        send = self.sio.manager.send_frames
         catching_up = self._catching_up
+        runs: list[Run] = []
         run: list[bytes] = []
         rooms: tuple[str, ...] = ()
         for message in messages:
@@ -202,14 +202,9 @@ class SocketIOGateway:
             if run and not skip and message.rooms == rooms:
                 run.append(frame)
                 continue
-            if run:
-                send("/", rooms, run)
             rooms, run = message.rooms, [frame]
-            if skip:
-                send("/", rooms, run, skip)
-                run = []
-        if run:
-            send("/", rooms, run)
+            runs.append((rooms, run, skip))
+        self.sio.manager.send_runs("/", runs)
 
     def _held_back(self, message: Message) -> list[str]:
         """Sockets still catching up that must not get ``message`` live (their catch-up
@@ -226,8 +221,9 @@ class SocketIOGateway:
 
     async def _send_messages(self, sid: str, messages: list[Message]) -> None:
         offsets = self.recovery.enabled
-        self.sio.manager.send_frames("/", (sid,), [
-            event_frame(m.event, m.body, m.position if offsets else None) for m in messages])
+        self.sio.manager.send_runs("/", [((sid,), [
+            event_frame(m.event, m.body, m.position if offsets else None) for m in messages],
+            None)])
 
     def _on_slow(self, eio_sid: str) -> None:
         self.metrics.slow_disconnects.labels("websocket").inc()

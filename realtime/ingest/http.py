@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from itertools import compress
-from operator import not_
+from operator import attrgetter, not_
 
 import orjson
 from aiohttp import web
@@ -26,6 +26,7 @@ from realtime.state.idempotency import Answer, IdempotencyStore, fingerprint, sc
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_REQUEST = 500
+_EVENT_ID = attrgetter("event_id")
 MAX_KEY_LENGTH = 200
 
 
@@ -84,7 +85,7 @@ class PublishEndpoint:
 
     async def _publish(self, routed: list[Routed]) -> web.Response:
         """The batch in one bus call: published whole, or not at all (a 503)."""
-        ids = [event.event_id for event in routed]
+        ids = list(map(_EVENT_ID, routed))
         if len(set(ids)) < len(ids):  # the same id twice in one batch is one event
             first: dict[str, Routed] = {}
             for event in routed:

@@ -75,9 +75,11 @@ class Ingestor:
         """Publish validated events in one bus call (one round trip on Redis, all or
         nothing): for each, ``True`` if published now, ``False`` for a duplicate; raises a
         DependencyError (BusError) when a backend fails."""
-        for event in routed:
-            if event.order_id is not None and (event.owner_id or event.order_status):
-                await self.orders.record(event.order_id, event.owner_id, event.order_status)
+        if any(map(_ORDER_ID, routed)):  # in C: most batches have no order events
+            for event in routed:
+                if event.order_id is not None and (event.owner_id or event.order_status):
+                    await self.orders.record(event.order_id, event.owner_id,
+                                             event.order_status)
         try:
             published = await self.bus.publish_many(
                 list(zip(map(_EVENT_ID, routed), map(_DELIVERIES, routed), strict=True)))
@@ -99,3 +101,4 @@ class Ingestor:
 
 #: Read in C over a whole batch (a comprehension would run Python code per event).
 _EVENT_ID, _DELIVERIES, _TYPE = attrgetter("event_id"), attrgetter("deliveries"), attrgetter("type")
+_ORDER_ID = attrgetter("order_id")

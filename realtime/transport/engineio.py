@@ -31,7 +31,7 @@ from realtime.transport.connection import WebSocketConnection, take_over
 from realtime.transport.gcpolicy import HeapFreezer
 from realtime.transport.outbox import Flusher, Outbox
 from realtime.transport.teardown import TeardownThrottle
-from realtime.transport.websocket import CloseCode, frame
+from realtime.transport.websocket import CloseCode, frame, text_payload
 
 log = logging.getLogger(__name__)
 
@@ -329,22 +329,22 @@ class EngineServer:
     # --- broadcast fast path ----------------------------------------------------------
 
     @staticmethod
-    def deliver(sockets: Iterable[EngineSocket], data: bytes,
-                packets: Callable[[], Sequence[Packet]]) -> None:
-        """Send a broadcast to each session: a WebSocket one gets ``data`` (every frame of
-        it, prebuilt and joined) in one write to its outbox; a long-polling one gets the
-        Engine.IO ``packets``, made on first need.
+    def deliver(sockets: Iterable[EngineSocket], frames: list[bytes],
+                packets: Sequence[Packet] | None = None) -> None:
+        """Send a broadcast to each session: a WebSocket one gets ``frames`` (prebuilt) in
+        one write to its outbox; a long-polling one gets the Engine.IO ``packets`` (by
+        default the text packets inside the frames, made on first need).
 
         The per-recipient loop of every broadcast, with no task per recipient."""
-        queued: Sequence[Packet] | None = None
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
         for socket in sockets:
             ws = socket.ws
             if ws is not None:
                 ws.outbox.write(data)  # a closed connection's outbox writes nothing
             else:
-                if queued is None:
-                    queued = packets()
-                for packet in queued:
+                if packets is None:
+                    packets = [text_payload(frame).decode() for frame in frames]
+                for packet in packets:
                     socket.send(packet)
 
     # --- handlers -------------------------------------------------------------------------

@@ -9,14 +9,12 @@ Its ``emit`` is the broadcast fast path: the packet is encoded and framed once a
 to each recipient's session through :meth:`EngineServer.deliver
 <realtime.transport.engineio.EngineServer.deliver>`, with no task per recipient. A packet
 that arrives framed (a bus message's, :func:`~realtime.transport.payload.event_frame`)
-goes out through :meth:`IndexedManager.send_frames` as it is, to the Engine.IO sessions
+goes out through :meth:`IndexedManager.send_runs` as it is, to the Engine.IO sessions
 the manager keeps per named room (:attr:`IndexedManager.sessions`): no lookup per recipient.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from operator import itemgetter
 from typing import Any
 
 import socketio
@@ -24,7 +22,7 @@ from bidict import ValueDuplicationError
 from socketio import packet
 
 from realtime.transport.engineio import EngineSocket
-from realtime.transport.websocket import frame, text_payload
+from realtime.transport.websocket import frame
 
 #: python-socketio manager members this class overrides or reads (checked by
 #: ``tests/test_seams.py``): the pending collections and the ``basic_*`` room primitives.
@@ -34,8 +32,9 @@ PRIVATE_NAMES = ("pending_connect", "pending_disconnect", "callbacks", "rooms",
                  "is_connected", "get_namespaces", "trigger_callback")
 
 
-_second = itemgetter(1)
 _NONE: dict[str, Any] = {}
+#: Frames for the members of some rooms, but the sids to skip (``None``: nobody).
+Run = tuple[tuple[str, ...], list[bytes], list[str] | None]
 
 
 class _SidSet(dict[str, None]):
@@ -70,26 +69,23 @@ class IndexedManager(socketio.AsyncManager):  # type: ignore[misc]
         packets = ["4" + part if isinstance(part, str) else part
                    for part in (encoded if isinstance(encoded, list) else [encoded])]
         self.server.eio.deliver(self._sessions(namespace, to or room, skip_sid),
-                                b"".join([frame(p) for p in packets]), lambda: packets)
+                                [frame(p) for p in packets], packets)
 
-    def send_frames(self, namespace: str, rooms: tuple[str, ...], frames: list[bytes],
-                    skip_sid: list[str] | None = None) -> None:
-        """Send prebuilt WebSocket text frames of Engine.IO packets (``42[...]``,
-        :func:`~realtime.transport.payload.event_frame`) to the members of ``rooms`` (each
-        socket once), except ``skip_sid``: one write of all of them per WebSocket
-        recipient; a long-polling one gets the packets inside them."""
-        if len(rooms) == 1 and not skip_sid:
-            members = self.sessions.get(namespace, _NONE).get(rooms[0])
-            sessions: Iterable[EngineSocket] | None = \
-                members.values() if members is not None else None
-        else:
-            sessions = None
-        if sessions is None:  # several rooms, someone to skip, or a room not in sessions
-            sessions = self._sessions(namespace, rooms, skip_sid)
-            if not sessions:
-                return
-        self.server.eio.deliver(sessions, frames[0] if len(frames) == 1 else b"".join(frames),
-                                lambda: [text_payload(frame).decode() for frame in frames])
+    def send_runs(self, namespace: str, runs: list[Run]) -> None:
+        """Send each run of prebuilt WebSocket text frames of Engine.IO packets
+        (``42[...]``, :func:`~realtime.transport.payload.event_frame`) to the members of its
+        rooms (each socket once), except the sids it skips: one write of all its frames per
+        WebSocket recipient; a long-polling one gets the packets inside them."""
+        deliver = self.server.eio.deliver
+        indexed = self.sessions.get(namespace, _NONE)
+        for rooms, frames, skip in runs:
+            members = indexed.get(rooms[0]) if len(rooms) == 1 and not skip else None
+            if members is not None:
+                deliver(members.values(), frames)
+            else:  # several rooms, someone to skip, or a room not indexed (a sid's own)
+                sessions = self._sessions(namespace, rooms, skip)
+                if sessions:
+                    deliver(sessions, frames)
 
     def _sessions(self, namespace: str, room: Any, skip_sid: Any) -> list[EngineSocket]:
         """The Engine.IO sessions of :meth:`_recipients`."""
