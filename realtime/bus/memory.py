@@ -111,7 +111,10 @@ class MemoryBus(FanoutBus):
                 position = f"{epoch}-{seq}"
                 positions.append(position)
                 planned.append((event_id, delivery, position))
-                bodies.append(delivered(event_id, position, delivery.payload))
+                payload = delivery.payload
+                bodies.append({"eventId": event_id, "position": position, **payload}
+                              if "eventId" not in payload and "position" not in payload
+                              else delivered(event_id, position, payload))
         encoded = encode_many(bodies)
         # Encoded without error: from here nothing can fail, so the ids are claimed now.
         current.update(fresh)

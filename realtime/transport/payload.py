@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from realtime.transport.websocket import text_header
+from realtime.transport.websocket import HEADER_16, text_header
 
 #: python-socketio's packet encoding: ``json.dumps(data, separators=(",", ":"))``.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
@@ -102,4 +102,6 @@ def event_frame(event: str, body: bytes, offset: str | None, namespace: str = "/
     if prefix is None:
         prefix = _prefix(event, namespace)
     tail = b"]" if offset is None else b',"' + offset.encode() + b'"]'
-    return b"".join((text_header(len(prefix) + len(body) + len(tail)), prefix, body, tail))
+    size = len(prefix) + len(body) + len(tail)
+    head = HEADER_16(0x81, 126, size) if 126 <= size < 1 << 16 else text_header(size)
+    return b"".join((head, prefix, body, tail))

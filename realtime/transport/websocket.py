@@ -252,7 +252,9 @@ def _unmask(data: bytearray, mask: bytearray) -> bytes:
 
 
 _HEAD = struct.Struct("!BB").pack
-_HEAD16 = struct.Struct("!BBH").pack
+#: ``HEADER_16(first byte, 126, size)``: the header of a frame of 126..65,535 bytes, the size
+#: of most broadcast frames (built inline where every call counts).
+HEADER_16 = struct.Struct("!BBH").pack
 _HEAD64 = struct.Struct("!BBQ").pack
 
 
@@ -262,7 +264,7 @@ def _frame(opcode: int, payload: bytes) -> bytes:
     if size < 126:
         return _HEAD(0x80 | opcode, size) + payload
     if size < 1 << 16:
-        return _HEAD16(0x80 | opcode, 126, size) + payload
+        return HEADER_16(0x80 | opcode, 126, size) + payload
     return _HEAD64(0x80 | opcode, 127, size) + payload
 
 
@@ -275,7 +277,7 @@ def text_header(size: int) -> bytes:
     """The header of an unmasked text frame of ``size`` bytes (every broadcast frame is
     one: the common sizes first)."""
     if 126 <= size < 1 << 16:
-        return _HEAD16(0x81, 126, size)
+        return HEADER_16(0x81, 126, size)
     if size < 126:
         return _HEAD(0x81, size)
     return _HEAD64(0x81, 127, size)
