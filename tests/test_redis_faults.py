@@ -11,6 +11,7 @@ from realtime.bus.redis import RedisBus
 from realtime.routing import Delivery
 from support.clients import connected
 from support.kafka_helpers import wait_ready
+from support.logs import captured_logs
 from support.redis_server import RedisServer
 from support.server import run_server, token
 
@@ -79,3 +80,32 @@ async def test_server_readiness_and_http_503_during_redis_outage(
             # the gap across the restart cannot be served: the client is told so
             answer = await client.call("resume", {"position": first["position"]})
             assert answer["recovered"] is False
+
+
+async def test_a_foreign_message_on_the_bus_channel_is_dropped_not_a_lost_connection(
+        redis_server: RedisServer) -> None:
+    bus = RedisBus(redis_server.url)
+    received: list[str] = []
+
+    async def listener(messages: list[Message]) -> None:
+        received.extend(message.event_id for message in messages)
+
+    bus.subscribe(listener)
+    bus.interest.add("user:1")
+    await bus.start()
+    try:
+        async with asyncio.timeout(5):
+            while not bus.connected:
+                await asyncio.sleep(0.01)
+        with captured_logs() as logs:
+            for junk in (b"hello", b"abc 12\n[1]\n{}", b"e 1\nnot json\nbody", b""):
+                await bus.redis.publish(bus.channel, junk)
+            await bus.publish("real", [Delivery("e", ("user:1",), {})])
+            async with asyncio.timeout(5):
+                while "real" not in received:
+                    await asyncio.sleep(0.01)
+        assert received == ["real"] and bus.reconnects == 0
+        dropped = [r for r in logs.records if "malformed message" in r.getMessage()]
+        assert len(dropped) == 4 and not any(r.exc_info for r in logs.records)
+    finally:
+        await bus.close()

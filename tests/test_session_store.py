@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from realtime.backends import BackendOptions, create_backends
+from realtime.gateways.recovery import RENEW_CHUNK, Recovery
 from realtime.state.sessions import MemorySessions, RedisSessions, SessionRecord, SessionStore
 from support.redis_server import RedisServer
 
@@ -48,3 +49,33 @@ async def test_records_round_trip_expire_and_are_found_by_user(store: SessionSto
 def test_a_record_that_is_not_one_decodes_to_none() -> None:
     for raw in [b"", b"null", b"[]", b'{"sid": 1}', b"\xff", None]:
         assert SessionRecord.decode(raw) is None
+
+
+async def test_live_records_are_renewed_a_chunk_at_a_time(store: SessionStore) -> None:
+    """A renewal of many sessions lets the loop run between chunks, and leaves out a
+    session that ended meanwhile (it would otherwise be made recoverable again)."""
+    live = {f"p{n}": SessionRecord(f"s{n}", f"u{n}", (), (), None)
+            for n in range(3 * RENEW_CHUNK + 7)}
+    recovery = Recovery(store, 60.0, lambda: None)  # type: ignore[arg-type, return-value]
+    recovery.live = lambda: ((pid, record) for pid, record in list(live.items())
+                             if pid in live)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            if ticks == 2:
+                del live["p1200"]  # ends during the renewal, before its chunk
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    try:
+        await recovery._renew()
+        await recovery.flush()
+    finally:
+        task.cancel()
+    assert ticks >= 3  # the loop ran between chunks
+    assert await store.get("p1200") is None
+    for pid in ("p0", "p1000", f"p{3 * RENEW_CHUNK + 6}"):
+        assert (await store.get(pid)) == live[pid]

@@ -298,8 +298,8 @@ class RedisBus(FanoutBus):
         # Marks per time bucket, about a hundred within the history's age bound.
         self._bucket_ms = max(100, self._ttl * 1000 // 100)
         self._keys = [f"{prefix}seq", f"{prefix}epoch", f"{prefix}marks:{self._bucket_ms}"]
-        #: Dedup sets: one per quarter window; five of them cover the window.
-        self._dedup_bucket = max(1, self._dedup // 4)
+        #: Dedup sets: one per quarter window (rounded up); the newest five cover the window.
+        self._dedup_bucket = -(-self._dedup // 4)
         self._refreshed = _Refreshed(self._bucket_ms)
         self._published_epoch: bytes | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -541,7 +541,18 @@ class RedisBus(FanoutBus):
                              on_subscribed=subscribed, on_lost=lost)
 
     async def on_raw(self, data: bytes) -> None:
-        """Handle one channel message (a batch); skips cheaply what no local room wants."""
+        """Handle one channel message (a batch); skips cheaply what no local room wants. A
+        message that is not one of ours (anyone may publish to the channel) is dropped
+        with one log line, not taken for a lost connection."""
+        try:
+            wanted = self._read(data)
+        except (ValueError, TypeError, IndexError) as exc:  # JSON errors are ValueErrors
+            log.warning("dropped a malformed message on %s: %s: %s", self.channel,
+                        type(exc).__name__, exc)
+            return
+        await self.dispatch(wanted)
+
+    def _read(self, data: bytes) -> list[Message]:
         lines = data.split(b"\n")
         epoch_text, _, before = lines[0].partition(b" ")
         epoch, seq = epoch_text.decode(), int(before)
@@ -560,7 +571,7 @@ class RedisBus(FanoutBus):
                 position = f"{epoch}-{seq}"
                 wanted.append(Message(event, tuple(rooms), event_id, position,
                                       body[:split] + position.encode() + body[split:]))
-        await self.dispatch(wanted)
+        return wanted
 
     async def _catch_up(self) -> None:
         """After a reconnect, dispatch what local rooms missed while we were deaf."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -384,9 +384,14 @@ class SocketIOGateway:
         if record is not None and conn.pid is not None:
             self.recovery.remember(conn.pid, record)
 
-    def _live_records(self) -> list[tuple[str, SessionRecord]]:
-        return [(conn.pid, record) for conn in self.connections.values()
-                if conn.pid is not None and (record := conn.record()) is not None]
+    def _live_records(self) -> Iterator[tuple[str, SessionRecord]]:
+        """Each live session's record, made when asked for: the caller renews them a
+        chunk at a time, so a session that ended meanwhile is left out."""
+        connections = self.connections
+        for conn in list(connections.values()):
+            if connections.get(conn.id) is conn and conn.pid is not None and \
+                    (record := conn.record()) is not None:
+                yield conn.pid, record
 
     async def _disconnect(self, conn: Connection) -> None:
         """End a session on purpose (a Socket.IO DISCONNECT): it is not recoverable."""

@@ -86,10 +86,15 @@ class SessionStore(ABC):
 
 
 class MemorySessions(SessionStore):
+    #: Expired records are dropped by a walk over all of them at most this often (reads
+    #: check deadlines themselves): a connect ramp saves records every loop tick.
+    PRUNE_SECONDS = 1.0
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._records: dict[str, tuple[float, SessionRecord]] = {}
         self._users: dict[str, set[str]] = {}
+        self._pruned = clock()
 
     async def save(self, records: Sequence[tuple[str, SessionRecord]], ttl: float) -> None:
         deadline = self._clock() + ttl
@@ -117,6 +122,9 @@ class MemorySessions(SessionStore):
 
     def _prune(self) -> None:
         now = self._clock()
+        if now - self._pruned < self.PRUNE_SECONDS:
+            return
+        self._pruned = now
         expired = [pid for pid, (deadline, _) in self._records.items() if deadline <= now]
         for pid in expired:
             record = self._records.pop(pid)[1]
