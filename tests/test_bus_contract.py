@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import orjson
 import pytest
@@ -217,6 +218,12 @@ async def test_a_room_whose_history_expired_is_recovered_by_a_client_that_saw_it
     assert not (await bus.replay(["user:quiet"], before[0])).recovered  # missed q1
 
 
+def command_calls(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    """Calls of each Redis command between two ``INFO commandstats``."""
+    return {name: after[name]["calls"] - before.get(name, {"calls": 0})["calls"]
+            for name in after if name.startswith("cmdstat_")}
+
+
 async def test_redis_publishes_a_whole_batch_in_one_script_call(
         redis_server: RedisServer) -> None:
     bus = await started(RedisBus(redis_server.url))
@@ -225,8 +232,7 @@ async def test_redis_publishes_a_whole_batch_in_one_script_call(
         before = await bus.redis.info("commandstats")
         await bus.publish_many([(f"w{n}", push(f"user:w{n % 7}", n)) for n in range(100)])
         after = await bus.redis.info("commandstats")
-        calls = {name: after[name]["calls"] - before.get(name, {"calls": 0})["calls"]
-                 for name in after if name.startswith("cmdstat_")}
+        calls = command_calls(before, after)
         assert calls.get("cmdstat_evalsha") == 1 and calls.get("cmdstat_publish") == 1
         assert not calls.get("cmdstat_xrange") and not calls.get("cmdstat_xdel")
     finally:
@@ -326,8 +332,7 @@ async def test_redis_dedup_is_a_few_set_commands_per_batch_not_one_per_event(
         again = await bus.publish_many(batch[50:60])  # and in a later call
         assert again == [None] * 10
         after = await bus.redis.info("commandstats")
-        calls = {name: after[name]["calls"] - before.get(name, {"calls": 0})["calls"]
-                 for name in after if name.startswith("cmdstat_")}
+        calls = command_calls(before, after)
         assert calls.get("cmdstat_set", 0) == 0
         assert calls["cmdstat_smismember"] == 10 and calls["cmdstat_sadd"] == 1
         assert calls["cmdstat_xadd"] == 100

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -16,8 +18,9 @@ from support.redis_server import RedisServer
 from support.server import run_server, token
 
 
-async def test_publish_fails_loudly_and_listener_survives_restart(
-        redis_server: RedisServer) -> None:
+@contextlib.asynccontextmanager
+async def listening(redis_server: RedisServer) -> AsyncIterator[tuple[RedisBus, list[str]]]:
+    """A connected Redis bus whose local room ``user:1`` records the event ids it gets."""
     bus = RedisBus(redis_server.url)
     received: list[str] = []
 
@@ -31,6 +34,14 @@ async def test_publish_fails_loudly_and_listener_survives_restart(
         async with asyncio.timeout(5):
             while not bus.connected:
                 await asyncio.sleep(0.01)
+        yield bus, received
+    finally:
+        await bus.close()
+
+
+async def test_publish_fails_loudly_and_listener_survives_restart(
+        redis_server: RedisServer) -> None:
+    async with listening(redis_server) as (bus, received):
         await bus.publish("before", [Delivery("e", ("user:1",), {})])
         async with asyncio.timeout(5):  # delivered before the outage begins
             while "before" not in received:
@@ -51,8 +62,6 @@ async def test_publish_fails_loudly_and_listener_survives_restart(
             while "after" not in received:
                 await asyncio.sleep(0.05)
         assert received == ["before", "after"] and bus.reconnects >= 1
-    finally:
-        await bus.close()
 
 
 async def test_server_readiness_and_http_503_during_redis_outage(
@@ -84,19 +93,7 @@ async def test_server_readiness_and_http_503_during_redis_outage(
 
 async def test_a_foreign_message_on_the_bus_channel_is_dropped_not_a_lost_connection(
         redis_server: RedisServer) -> None:
-    bus = RedisBus(redis_server.url)
-    received: list[str] = []
-
-    async def listener(messages: list[Message]) -> None:
-        received.extend(message.event_id for message in messages)
-
-    bus.subscribe(listener)
-    bus.interest.add("user:1")
-    await bus.start()
-    try:
-        async with asyncio.timeout(5):
-            while not bus.connected:
-                await asyncio.sleep(0.01)
+    async with listening(redis_server) as (bus, received):
         with captured_logs() as logs:
             for junk in (b"hello", b"abc 12\n[1]\n{}", b"e 1\nnot json\nbody", b""):
                 await bus.redis.publish(bus.channel, junk)
@@ -107,5 +104,3 @@ async def test_a_foreign_message_on_the_bus_channel_is_dropped_not_a_lost_connec
         assert received == ["real"] and bus.reconnects == 0
         dropped = [r for r in logs.records if "malformed message" in r.getMessage()]
         assert len(dropped) == 4 and not any(r.exc_info for r in logs.records)
-    finally:
-        await bus.close()
