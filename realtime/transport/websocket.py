@@ -200,6 +200,11 @@ class Reader:
         return end
 
     def _data(self, opcode: int, fin: bool, payload: bytes) -> Message | None:
+        if opcode == TEXT and fin:  # a whole text message in one frame: the common case
+            try:
+                return Message(payload.decode())
+            except UnicodeDecodeError:
+                raise _fail("text message not UTF-8", CloseCode.INVALID_DATA) from None
         if opcode != CONTINUATION:
             self._opcode = opcode
         self._size += len(payload)
