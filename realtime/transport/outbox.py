@@ -25,17 +25,22 @@ class Flusher:
     An outbox that wrote at once in this tick needs nothing at its end: it only remembers
     the tick's number, so a steady stream of single frames costs no per-socket flush."""
 
-    __slots__ = ("pending", "scheduled", "tick")
+    __slots__ = ("loop", "pending", "scheduled", "tick")
 
     def __init__(self) -> None:
         self.tick = 0
         self.scheduled = False
         #: Outboxes holding coalesced frames, each once.
         self.pending: list[Outbox] = []
+        #: Asked for once (``asyncio.get_running_loop`` is a ``getpid`` system call).
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def schedule(self) -> None:
         self.scheduled = True
-        asyncio.get_running_loop().call_soon(self.flush)
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = asyncio.get_running_loop()
+        loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self.scheduled = False
