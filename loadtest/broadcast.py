@@ -40,7 +40,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from loadtest.lean_client import LeanClient, LeanSSEClient, client_session, no_gc_pauses
 from loadtest.proc import cpu_seconds, kernel_seconds, rss_bytes
-from loadtest.report import Progress, Run, full_gc, print_table, save, tally, wait_for
+from loadtest.report import (
+    Progress,
+    Run,
+    full_gc,
+    print_rounds,
+    print_table,
+    ratios_to_references,
+    save,
+    tally,
+    wait_for,
+)
 from realtime.auth.tokens import mint_token
 from support.redis_server import RedisServer
 from support.server import SECRET, ServerProcess, service_token
@@ -248,19 +258,31 @@ async def main() -> None:
     parser.add_argument("--room-events", type=int, default=5000)
     parser.add_argument("--idle-clients", type=int, default=10000)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the servers this many times (the order reversed every other "
+                             "round) and end with each ratio's median: this machine is noisy")
     args = parser.parse_args()
     os.sched_setaffinity(0, {LOAD_CPU})
     if set(args.servers) & set(ENGINES):
         ensure_reference(args.servers)
     for scenario in args.scenario:
         runner, target = SCENARIOS[scenario]
-        runs = []
-        for name in args.servers:
-            print(f"[{scenario}] {name} ...", flush=True)
-            runs.append(await runner(name, args))
         name = f"{scenario}-redis" if args.redis else scenario
-        print_table(name, runs, target)
-        save(name, runs, settings=vars(args))
+        rounds: list[list[Run]] = []
+        for number in range(args.rounds):
+            runs = []
+            order = args.servers if number % 2 == 0 else args.servers[::-1]
+            for server in order:
+                suffix = f" (round {number + 1} of {args.rounds})" if args.rounds > 1 else ""
+                print(f"[{scenario}] {server}{suffix} ...", flush=True)
+                runs.append(await runner(server, args))
+            runs.sort(key=lambda run: args.servers.index(run.server))
+            print_table(name, runs, target)
+            rounds.append(runs)
+        if args.rounds > 1:
+            print_rounds(name, rounds)
+        save(name, rounds[-1], settings=vars(args),
+             rounds=[ratios_to_references(runs) for runs in rounds])
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -140,16 +141,34 @@ def ratios_to_references(runs: list[Run]) -> dict[str, dict[str, float]]:
     return {name: ratios for name, ratios in found.items() if ratios}
 
 
+def print_rounds(title: str, rounds: list[list[Run]]) -> None:
+    """Each round's ratios to each reference, and their median (what a target is judged
+    on: one run on this machine moves by tens of percent)."""
+    by_pair: dict[tuple[str, str], list[float]] = {}
+    for runs in rounds:
+        for reference, ratios in ratios_to_references(runs).items():
+            for server, value in ratios.items():
+                by_pair.setdefault((server, reference), []).append(value)
+    print(f"\n{title}: {len(rounds)} rounds")
+    for (server, reference), values in by_pair.items():
+        listed = ", ".join(f"{v:.3f}" for v in values)
+        print(f"  {server} / {reference}: median {statistics.median(values):.3f}  ({listed})")
+
+
 def save(name: str, runs: list[Run], *, axis: str = LATENCY_AXIS,
-         settings: dict[str, Any] | None = None) -> Path:
+         settings: dict[str, Any] | None = None,
+         rounds: list[dict[str, dict[str, float]]] | None = None) -> Path:
     """Write ``results/<name>.json``, and ``<name>.png`` when a run has a distribution
-    (``Run.latencies``, in seconds, plotted on ``axis``). Prints where they went."""
+    (``Run.latencies``, in seconds, plotted on ``axis``). Prints where they went.
+    ``rounds``: the ratios of every round, when the servers ran more than once."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     body: dict[str, Any] = {"scenario": name, "settings": settings or {},
                             "runs": [r.summary() for r in runs],
                             "ratio_cpu_per_delivery": ratios_to_reference(runs),
                             "ratios_cpu_per_delivery": ratios_to_references(runs)}
+    if rounds:
+        body["rounds"] = rounds
     path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     written = [path]
     if any(r.latencies for r in runs):

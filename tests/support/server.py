@@ -134,6 +134,7 @@ class ServerProcess:
         try:
             await self.wait_healthy(self.url, self.proc, timeout)
         except RuntimeError as exc:
+            self.kill()  # a server that came up too late must not outlive the caller
             raise RuntimeError(f"{exc}:\n{self.log()}") from None
         return self
 
