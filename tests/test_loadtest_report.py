@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from loadtest import report
-from loadtest.report import Progress, Run, print_table, save
+from loadtest.report import Progress, Run, print_rounds, print_table, ratios_to_references, save
 
 
 @pytest.fixture
@@ -49,3 +49,19 @@ def test_progress_is_silent_on_short_runs_and_speaks_on_long_ones(
     assert capsys.readouterr().out == ""
     Progress("sent", 10, every=0).update(5)
     assert capsys.readouterr().out == "    sent: 5/10 (50%)\n"
+
+
+def test_rounds_print_each_ratio_and_its_median_and_are_saved(
+        results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def round_of(ours: float) -> list[Run]:
+        return [Run("realtime", 2, delivered=100, cpu_seconds=ours * 1e-4),
+                Run("uws", 2, delivered=100, cpu_seconds=1e-4)]
+
+    rounds = [round_of(ours) for ours in (1.3, 0.9, 1.0)]
+    print_rounds("rooms", rounds)
+    out = capsys.readouterr().out
+    assert "rooms: 3 rounds" in out
+    assert "realtime / uws: median 1.000  (1.300, 0.900, 1.000)" in out
+    save("rooms", rounds[-1], rounds=[ratios_to_references(runs) for runs in rounds])
+    body = orjson.loads((results / "rooms.json").read_bytes())
+    assert [r["uws"]["realtime"] for r in body["rounds"]] == pytest.approx([1.3, 0.9, 1.0])
