@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from realtime.routing import MAX_DEPTH, RESERVED_EVENTS, ROUTES, Router, RoutingError
 from realtime.routing.shape import text_within
+from realtime.routing.table import EventType, Route
 from support.clients import connected, quiet
 from support.logs import captured_logs
 from support.server import run_server, service_token, token
@@ -247,3 +248,13 @@ def test_a_shallow_batch_routes_like_one_checked_event_at_a_time(datas: list[Any
 
     if text_within(raw):
         assert [outcome(e, True) for e in events] == [outcome(e, False) for e in events]
+
+
+@pytest.mark.parametrize("room", ["order:{orderId}", "user:{name}"])
+def test_a_row_whose_room_names_an_unchecked_or_optional_field_is_refused_when_made(
+        room: str) -> None:
+    """Only required, plain-id-checked fields may make a room (else a missing or hostile
+    value would reach a room name at run time)."""
+    with pytest.raises(ValueError, match="room field"):
+        EventType(required=("userId", "name"), routes=(Route("x", (room,), {}),))
+    EventType(required=("userId",), routes=(Route("x", ("user:{userId}",), {}),))

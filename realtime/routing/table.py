@@ -29,6 +29,9 @@ Projection = Callable[[Event], Any]
 SENSITIVE_KEYS = re.compile(r"pass(word)?|secret|token|ssn|card|cvv|iban|pin", re.IGNORECASE)
 MAX_PUSH_ROOMS = 100
 ROOM_PATTERN = re.compile(r"^[A-Za-z0-9_.:@|\-]{1,200}$")
+#: The source fields a room template may name: :meth:`Router.route` checks that they are
+#: plain ids (:func:`_plain_id`) before any room is made of them.
+ROOM_FIELDS = ("userId", "orderId")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +95,15 @@ class Route:
     rooms: tuple[str, ...]
     payload: Mapping[str, Projection]
     _templates: tuple[Template, ...] = field(init=False, repr=False)
-    #: ``payload`` as (key, source field) when every value is a plain copy, else empty.
+    #: ``payload`` as (keys, source fields) when every value is a plain copy, else ``None``.
     _copies: tuple[tuple[str, ...], tuple[str, ...]] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_templates", tuple(_template(t) for t in self.rooms))
-        copies = all(isinstance(p, Source) for p in self.payload.values())
+        sources = [p for p in self.payload.values() if isinstance(p, Source)]
         object.__setattr__(self, "_copies", (
-            tuple(self.payload), tuple(p.name for p in self.payload.values())  # type: ignore[attr-defined]
-        ) if copies else None)
+            tuple(self.payload), tuple(p.name for p in sources)
+        ) if len(sources) == len(self.payload) else None)
 
     def deliver(self, event: Event) -> Delivery:
         """Room fields are plain ids (checked by :meth:`Router.route`): ``42`` and ``"42"``
@@ -128,6 +131,15 @@ class EventType:
     order_status_field: str | None = None
     #: Custom builder for rows whose shape comes from the event itself (``PUSH``).
     build: Callable[[Event], list[Delivery]] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        """A room template names a checked field the row requires (so it is present)."""
+        for route in self.routes:
+            for template in route._templates:
+                if type(template) is not str and (template[1] not in ROOM_FIELDS
+                                                  or template[1] not in self.required):
+                    raise ValueError(f"room field {template[1]!r} of {route.event!r} must be "
+                                     f"one of {ROOM_FIELDS} and required by its row")
 
     def deliveries(self, event: Event) -> list[Delivery]:
         if self.build is not None:
@@ -233,8 +245,6 @@ RESERVED_EVENTS: frozenset[str] = (
     | frozenset(route.event for row in ROUTES.values() for route in row.routes)
 )
 
-#: Source fields that become part of a room name must be plain ids (:func:`_plain_id`).
-ROOM_FIELDS = ("userId", "orderId")
 MAX_ID_LENGTH = 200
 #: Integer ids beyond this do not survive a round trip through JavaScript clients.
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -290,8 +300,7 @@ class Router:
             raise RoutingError("invalid_field", "'userId' must be a plain id")
         if order_id is not None and not _plain_id(order_id):
             raise RoutingError("invalid_field", "'orderId' must be a plain id")
-        build = row.build
-        deliveries = build(event) if build is not None else row.deliveries(event)
+        deliveries = row.deliveries(event)
         if not row.tracks_orders:
             return Routed(event_id, type_, deliveries)
         status = get(row.order_status_field) if row.order_status_field else None
