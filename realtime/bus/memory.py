@@ -51,12 +51,6 @@ class DedupWindow:
                 self.current = set()  # nothing was added for a whole window: both expired
             self.previous, self.current, self._started = self.current, set(), now
 
-    def __contains__(self, key: str) -> bool:
-        return key in self.current or key in self.previous
-
-    def __len__(self) -> int:
-        return len(self.current) + len(self.previous)
-
 
 class MemoryBus(FanoutBus):
     """Positions from one counter; per-room history bounded by length and age."""
@@ -111,10 +105,7 @@ class MemoryBus(FanoutBus):
                 position = f"{epoch}-{seq}"
                 positions.append(position)
                 planned.append((event_id, delivery, position))
-                payload = delivery.payload
-                bodies.append({"eventId": event_id, "position": position, **payload}
-                              if "eventId" not in payload and "position" not in payload
-                              else delivered(event_id, position, payload))
+                bodies.append(delivered(event_id, position, delivery.payload))
         encoded = encode_many(bodies)
         # Encoded without error: from here nothing can fail, so the ids are claimed now.
         current.update(fresh)

@@ -219,12 +219,13 @@ def channel_message(epoch: str, before: int, frames: Sequence[bytes]) -> bytes:
     return f"{epoch} {before}".encode() + b"\n" + b"\n".join(frames)
 
 
-def _message(header: bytes, body: bytes, epoch: str, seq: int) -> Message:
-    """A frame read back (channel or history) as the :class:`Message` at ``seq``."""
-    event, rooms, event_id, split = orjson.loads(header)
-    position = f"{epoch}-{seq}"
+def _message(header: list[Any], body: bytes, epoch: str, seq: int) -> Message:
+    """A frame read back (channel or history), its ``header`` decoded, as the
+    :class:`Message` at ``seq``: the position goes into the body at the header's split."""
+    event, rooms, event_id, split = header
     if isinstance(split, str):  # written before frames left the position out: it is there
         return Message(event, tuple(rooms), event_id, split, body)
+    position = f"{epoch}-{seq}"
     return Message(event, tuple(rooms), event_id, position,
                    body[:split] + position.encode() + body[split:])
 
@@ -518,7 +519,7 @@ class RedisBus(FanoutBus):
             header, body = fields[b"h"], fields[b"b"]
         else:
             header, _, body = frame.partition(b"\n")
-        return _message(header, body, epoch, seq)
+        return _message(orjson.loads(header), body, epoch, seq)
 
     # --- listening --------------------------------------------------------------------
 
@@ -565,12 +566,10 @@ class RedisBus(FanoutBus):
             if seq <= self._last_seq:
                 continue  # already dispatched (catch-up overlap)
             self._last_seq = seq
-            event, rooms, event_id, split = orjson.loads(lines[index])
+            header = orjson.loads(lines[index])
+            _, rooms, _, _ = header  # a malformed header raises here, wanted or not
             if interest.any(rooms):
-                body = lines[index + 1]
-                position = f"{epoch}-{seq}"
-                wanted.append(Message(event, tuple(rooms), event_id, position,
-                                      body[:split] + position.encode() + body[split:]))
+                wanted.append(_message(header, lines[index + 1], epoch, seq))
         return wanted
 
     async def _catch_up(self) -> None:
