@@ -273,11 +273,6 @@ def _frame(opcode: int, payload: bytes) -> bytes:
     return _HEAD64(0x80 | opcode, 127, size) + payload
 
 
-def text_frame(payload: bytes) -> bytes:
-    """One unmasked text frame of ``payload``, already UTF-8."""
-    return text_header(len(payload)) + payload
-
-
 def text_header(size: int) -> bytes:
     """The header of an unmasked text frame of ``size`` bytes (every broadcast frame is
     one: the common sizes first)."""
@@ -289,7 +284,8 @@ def text_header(size: int) -> bytes:
 
 
 def text_payload(frame: bytes) -> bytes:
-    """The payload of a frame made by :func:`text_frame` (its header is 2, 4 or 10 bytes)."""
+    """The payload of an unmasked server frame (its header is 2, 4 or 10 bytes), such as
+    :func:`~realtime.transport.payload.event_frame` builds."""
     size = frame[1] & 0x7F
     return frame[2:] if size < 126 else frame[4:] if size == 126 else frame[10:]
 
